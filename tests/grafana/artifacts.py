@@ -9,6 +9,7 @@ not a function call or keyword as a metric name. Its own tests pin what it recog
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from collections.abc import Iterator
@@ -170,3 +171,11 @@ def runbook_anchors() -> set[str]:
     """Return the anchors of the second-level headings of docs/runbooks.md."""
     headings = re.findall(r"^## (.+)$", RUNBOOKS.read_text(encoding="utf-8"), re.MULTILINE)
     return {github_anchor(heading) for heading in headings}
+
+
+def exporter_available() -> bool:
+    """Tell whether the exporter CLI, its demo and the simulator are importable (merged)."""
+    return all(
+        importlib.util.find_spec(module) is not None
+        for module in ("exporter.cli", "exporter.demo", "exporter.simulator")
+    )

@@ -7,7 +7,6 @@ be recorded by the rules file instead; Prometheus' own ``up`` is the one outside
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -91,13 +90,6 @@ def test_unknown_metric_is_reported() -> None:
     assert artifacts.family_of("softlayer_api_request_duration_seconds_count", DOCUMENTED)
 
 
-def _exporter_available() -> bool:
-    return all(
-        importlib.util.find_spec(module) is not None
-        for module in ("exporter.cli", "exporter.demo", "exporter.simulator")
-    )
-
-
 DEMO_CONFIG = """\
 poll_interval: 15m
 accounts:
@@ -117,7 +109,9 @@ accounts:
 """
 
 
-@pytest.mark.skipif(not _exporter_available(), reason="exporter CLI and simulator not merged yet")
+@pytest.mark.skipif(
+    not artifacts.exporter_available(), reason="exporter CLI and simulator not merged yet"
+)
 def test_metric_names_exist_in_real_exporter_output(tmp_path: Path) -> None:
     """Every contract name used is a family the real exporter serves (demo, one poll)."""
     config = tmp_path / "config.yaml"
