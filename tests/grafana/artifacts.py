@@ -179,3 +179,11 @@ def exporter_available() -> bool:
         importlib.util.find_spec(module) is not None
         for module in ("exporter.cli", "exporter.demo", "exporter.simulator")
     )
+
+
+def substitute(expr: str, variables: dict[str, str]) -> str:
+    """Replace Grafana variables (``$name`` and ``${name}``), longest names first."""
+    for name in sorted(variables, key=len, reverse=True):
+        expr = expr.replace("${" + name + "}", variables[name]).replace("$" + name, variables[name])
+    assert "$" not in expr, f"unsubstituted variable in {expr}"
+    return expr

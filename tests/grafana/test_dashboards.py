@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 
+from tests.conftest import require_tool
 from tests.grafana import artifacts
 
 PANEL_TYPES = {"timeseries", "stat", "table", "bargauge", "piechart"}
@@ -190,3 +194,34 @@ def test_selector_check_catches_an_unscoped_query() -> None:
     assert artifacts.selectors("sum(rate(softlayer_api_requests_total[5m]))") == [
         ("softlayer_api_requests_total", "")
     ]
+
+
+#: Values for Grafana's variables when a query is checked or run outside Grafana.
+SAMPLE_VARIABLES = {
+    "datasource": "prometheus",
+    "job": "softlayer",
+    "instance": ".+",
+    "account": ".+",
+    "topn": "10",
+    "__rate_interval": "1m",
+    "__interval": "15s",
+    "__range": "1d",
+}
+
+
+def test_every_panel_query_parses_as_promql(tmp_path: Path) -> None:
+    """Each query, variables substituted, is valid PromQL to promtool (as a recording rule)."""
+    promtool = require_tool("promtool")
+    rules = [
+        {
+            "record": f"dashboard_query_{number}",
+            "expr": artifacts.substitute(target["expr"], SAMPLE_VARIABLES),
+        }
+        for number, (_, _, target) in enumerate(artifacts.panel_exprs())
+    ]
+    path = tmp_path / "dashboard-queries.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "queries", "rules": rules}]}))
+    result = subprocess.run(  # noqa: PLW1510  returncode asserted below with the output
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -282,14 +282,6 @@ def _listening_url(log: str) -> str | None:
     return None
 
 
-def substitute(expr: str, variables: dict[str, str]) -> str:
-    """Replace Grafana variables (``$name`` and ``${name}``), longest names first."""
-    for name in sorted(variables, key=len, reverse=True):
-        expr = expr.replace("${" + name + "}", variables[name]).replace("$" + name, variables[name])
-    assert "$" not in expr, f"unsubstituted variable in {expr}"
-    return expr
-
-
 async def _pay_pending_invoice(http: aiohttp.ClientSession, admin_url: str, account: int) -> None:
     async with http.post(f"{admin_url}/accounts/{account}/pay-pending-invoice") as response:
         assert response.status < 300, await response.text()
@@ -506,7 +498,7 @@ async def _check_every_panel(
         }
         empty.clear()
         for dashboard, title, target in targets:
-            expr = substitute(target["expr"], variables)
+            expr = artifacts.substitute(target["expr"], variables)
             if target.get("instant"):
                 params = {"query": expr, "time": f"{now:.3f}"}
                 url = f"{api}/query"
