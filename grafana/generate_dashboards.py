@@ -255,11 +255,12 @@ def table(
     field (``Time``, ``job``, ...) is hidden. ``units`` overrides the unit per header.
     """
     merge = [{"id": "merge", "options": {}}] if len(targets) > 1 else []
+    # Hide the sample time, the target labels and unnamed values unless asked for.
+    hidden = {"Time", "__name__", "job", "instance", "Value"} - set(columns)
     organize = {
         "id": "organize",
         "options": {
-            "excludeByName": {"Time": True, "__name__": True},
-            "includeByName": dict.fromkeys(columns, True),
+            "excludeByName": dict.fromkeys(sorted(hidden), True),
             "indexByName": {name: i for i, name in enumerate(columns)},
             "renameByName": columns,
         },
@@ -329,7 +330,7 @@ def _query_variable(name: str, label: str, query: str, description: str) -> dict
         "description": description,
         "type": "query",
         "datasource": DS,
-        "query": {"query": query, "refId": f"{name}-variable"},
+        "query": query,
         "definition": query,
         "refresh": 2,
         "regex": "",

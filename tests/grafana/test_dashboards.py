@@ -16,6 +16,18 @@ from tests.conftest import require_tool
 from tests.grafana import artifacts
 
 PANEL_TYPES = {"timeseries", "stat", "table", "bargauge", "piechart"}
+#: Grafana unit ids the dashboards may use (a typo renders as a raw number with no unit).
+GRAFANA_UNITS = {
+    "currencyUSD",
+    "percentunit",
+    "short",
+    "none",
+    "s",
+    "dtdurations",
+    "dateTimeAsIso",
+    "reqps",
+    "bool_yes_no",
+}
 EXPECTED_UIDS = {
     "softlayer-billing-overview.json": "softlayer-billing-overview",
     "softlayer-exporter-health.json": "softlayer-exporter-health",
@@ -94,7 +106,11 @@ def test_panel_conventions(name: str, panel: dict[str, Any]) -> None:
     assert panel["type"] in PANEL_TYPES
     assert panel["title"]
     assert len(panel["description"]) > 20
-    assert panel["fieldConfig"]["defaults"]["unit"]
+    assert panel["fieldConfig"]["defaults"]["unit"] in GRAFANA_UNITS
+    for override in panel["fieldConfig"]["overrides"]:
+        for prop in override["properties"]:
+            if prop["id"] == "unit":
+                assert prop["value"] in GRAFANA_UNITS
     assert panel["datasource"] == artifacts.DATASOURCE
     assert panel["targets"], "a panel without queries"
     for target in panel["targets"]:
