@@ -389,6 +389,7 @@ class RestHandler:
             err = _not_found(raise_id)
             return self._error(err.status, err.message, err.code)
         if kind is FaultKind.HANG:
+            self.state.hang_started.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.state.closing.wait(), timeout=3600)
             _reset_connection(request)

@@ -59,6 +59,8 @@ class SimulatorState:
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     #: Monotonic clock for rate limiting and the stats window (tests may pin it).
     clock: Callable[[], float] = time.monotonic
+    #: Set once a HANG fault holds a request (lets tests synchronise without sleeping).
+    hang_started: asyncio.Event = field(default_factory=asyncio.Event)
     _rate_windows: dict[int, collections.deque[float]] = field(default_factory=dict)
 
     def over_rate_limit(self, account_id: int, now: float) -> bool:
