@@ -297,6 +297,9 @@ class SimAccount:
         self.p_setup_tax = array("q", [0])
         self.p_count = array("q", [0])
         self.cancelled: set[int] = set()
+        # Bumped by every mutation of this account; keys the per-account caches below.
+        self.version = 0
+        self._category_cache: tuple[int, dict[str, tuple[int, int, int]]] | None = None
         self.invoices: list[SimInvoice] = []
         self.invoice_seq = 0
         self._generate_items(rng, spec.items, now)
@@ -567,6 +570,8 @@ class SimAccount:
 
     def category_totals(self) -> dict[str, tuple[int, int, int]]:
         """Per category code: (recurring mills, hourly items, monthly items) of active rows."""
+        if self._category_cache is not None and self._category_cache[0] == self.version:
+            return self._category_cache[1]
         sums: dict[int, list[int]] = {}
         cancelled = self.cancelled
         for row, (c, hourly, rec) in enumerate(zip(self.cat, self.hourly, self.rec, strict=True)):
@@ -577,7 +582,9 @@ class SimAccount:
                 entry = sums[c] = [0, 0, 0]
             entry[0] += rec
             entry[1 if hourly else 2] += 1
-        return {CATEGORIES[c].code: (v[0], v[1], v[2]) for c, v in sorted(sums.items())}
+        result = {CATEGORIES[c].code: (v[0], v[1], v[2]) for c, v in sorted(sums.items())}
+        self._category_cache = (self.version, result)
+        return result
 
     def count_properties(self) -> dict[str, int]:
         """Return the SoftLayer_Account ``*Count`` properties."""
@@ -747,6 +754,7 @@ class Scenario:
         inv.closed = stamp
         inv.modified = stamp
         acct.recompute_balances()
+        acct.version += 1
         self.version += 1
         return inv.id
 
@@ -772,6 +780,7 @@ class Scenario:
         inv.id = acct._invoice_id(acct.invoice_seq)
         acct.invoices.append(inv)
         acct.recompute_balances()
+        acct.version += 1
         self.version += 1
         return inv.id
 
@@ -796,6 +805,7 @@ class Scenario:
         if own < 0:
             raise ValueError(f"recurring_fee must be >= 0, got {recurring_fee}")
         row = acct.append_item(category, own, hourly, 1 if hourly else 0, self.event_time())
+        acct.version += 1
         self.version += 1
         return acct.item_id(row)
 
@@ -813,6 +823,7 @@ class Scenario:
             raise ValueError(f"billing item {item_id} is already cancelled")
         acct.cancelled.add(row)
         acct.cancel_at[row] = self.event_time()
+        acct.version += 1
         self.version += 1
 
 
