@@ -61,7 +61,7 @@ class ApiStats:
 
     def record_request(self, account: str, method: str, code: str, seconds: float) -> None:
         """Count one HTTP attempt; ``code`` is the HTTP status or ``"none"``."""
-        self._requests[(account, method, code)] += 1
+        self._requests[(account, method, str(code))] += 1
         histogram = self._histograms.get(method)
         if histogram is None:
             histogram = self._histograms[method] = DurationHistogram(self._buckets)
@@ -69,7 +69,7 @@ class ApiStats:
 
     def record_error(self, account: str, reason: str) -> None:
         """Count one failed request (or undecodable response) under its reason."""
-        self._errors[(account, reason)] += 1
+        self._errors[(account, str(reason))] += 1
 
     @property
     def requests(self) -> Mapping[tuple[str, str, str], int]:

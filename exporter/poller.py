@@ -56,6 +56,8 @@ ACCOUNT_SERVICE: Final = "SoftLayer_Account"
 #: date strings without an offset; asking for a day more and cutting exactly on our side
 #: keeps the window right whatever zone the API applies.
 _FILTER_MARGIN: Final = timedelta(days=1)
+#: SoftLayer has existed since 2005; a longer window is "all invoices" and must not overflow.
+_MAX_LOOKBACK: Final = timedelta(days=100 * 366)
 _ORDER_BY_ID: Final = {"operation": "orderBy", "options": [{"name": "sort", "value": ["ASC"]}]}
 #: Snapshot field fed by each source.
 _FIELDS: Final = {
@@ -174,7 +176,8 @@ class _AccountPoller:
 
     async def _invoices(self, stats: ApiStats) -> list[_Outcome]:
         """Fetch source invoices: the look-back window, paged."""
-        since = datetime.now(UTC) - timedelta(seconds=self._config.invoice_lookback_seconds)
+        lookback = min(self._config.invoice_lookback_seconds, _MAX_LOOKBACK.total_seconds())
+        since = datetime.now(UTC) - timedelta(seconds=max(0.0, lookback))
         window = InvoiceWindowAggregator(since)
         return [
             await self._paged(

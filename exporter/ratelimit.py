@@ -15,7 +15,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 __all__ = ["RateLimiter"]
 
@@ -31,11 +31,18 @@ class RateLimiter:
     in FIFO order because one lock serialises the waiting.
     """
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         if not rate > 0 or math.isinf(rate):
             raise ValueError(f"rate must be a positive finite number, got {rate!r}")
         self.rate = rate
         self._clock = clock
+        self._sleep = sleep
         self._per_window = max(1, math.floor(rate))
         # With rate < 1 the window stretches so that one request per window is still <= rate.
         self._window = max(1.0, self._per_window / rate) + _WINDOW_SLACK_SECONDS
@@ -54,9 +61,8 @@ class RateLimiter:
     async def acquire(self) -> None:
         """Wait for permission to start one request."""
         async with self._lock:
-            # The wait is computed from the log; there is no event to wait on instead.
-            while (delay := self._delay(self._clock())) > 0:  # noqa: ASYNC110
-                await asyncio.sleep(delay)
+            while (delay := self._delay(self._clock())) > 0:
+                await self._sleep(delay)
             # Book from the actual start time, not from the planned one: a late wake-up
             # must not let the next request follow closer than the interval.
             now = self._clock()
