@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import timedelta
+from datetime import timedelta, timezone
 from decimal import Decimal
 
 import structlog
@@ -17,9 +17,9 @@ from tests.client.conftest import (
     assert_matches_truth,
     make_config,
     pages,
-    window_invoices,
 )
 
+CENTRAL = timezone(timedelta(hours=-6))
 GET_OBJECT = "SoftLayer_Account::getObject"
 GET_INVOICES = "SoftLayer_Account::getInvoices"
 GET_ITEMS = "SoftLayer_Account::getNextInvoiceTopLevelBillingItems"
@@ -33,8 +33,10 @@ def expected_calls(poller: Poller, scenario: Scenario, page_size: int) -> Counte
         window = poller.state.accounts[account.name].invoices
         assert window is not None
         calls[GET_OBJECT] += 1
-        # The date filter is sent one day early (see exporter.poller._FILTER_MARGIN).
-        server_side = window_invoices(truth, window.since - timedelta(days=1))
+        # The date filter is sent one day early as a UTC wall time (see
+        # exporter.poller._FILTER_MARGIN); the simulator reads such dates as Central time.
+        start = (window.since - timedelta(days=1)).replace(microsecond=0, tzinfo=CENTRAL)
+        server_side = [inv for inv in truth.invoices if inv.created > start]
         calls[GET_INVOICES] += pages(len(server_side), page_size)
         calls[GET_ITEMS] += pages(truth.next_invoice_item_count, page_size)
     return calls
