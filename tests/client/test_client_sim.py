@@ -170,3 +170,31 @@ def test_classic_auth_needs_a_username() -> None:
     )
     with pytest.raises(ValueError, match="classic auth needs a username"):
         SoftLayerClient(account, Config(accounts=(account,)), None, ApiStats())  # type: ignore[arg-type]
+
+
+async def test_later_page_internal_error_is_split_in_halves(
+    sim: SimulatorServer, scenario: Scenario, session: aiohttp.ClientSession
+) -> None:
+    """A later page answering Internal Error is fetched as two half pages; none is lost."""
+    config = make_config(sim, scenario, page_size=8, max_concurrent_requests=1)
+    client = SoftLayerClient(config.accounts[0], config, session, ApiStats())
+    method = "getNextInvoiceTopLevelBillingItems"
+    seen: list[Any] = []
+
+    def consume(page: list[Any]) -> None:
+        if not seen:  # after the first page: break exactly the next request
+            sim.add_fault(
+                FaultRule(
+                    kind=FaultKind.INTERNAL_ERROR, method=f"SoftLayer_Account::{method}", times=1
+                )
+            )
+        seen.extend(page)
+
+    sim.reset_stats()
+    await client.fetch_pages("SoftLayer_Account", method, mask="mask[id]", consume=consume)
+    ids = [row["id"] for row in seen]
+    items = scenario.truth(scenario.accounts[0].id).next_invoice_item_count
+    assert len(ids) == len(set(ids)) == items
+    assert client.page_size("SoftLayer_Account", method) == 4
+    # ceil(40/8) pages, one of which failed once and came back as two halves.
+    assert sim.stats.requests[f"SoftLayer_Account::{method}"] == -(-items // 8) + 2
