@@ -7,11 +7,14 @@ from collections import Counter
 from datetime import timedelta, timezone
 from decimal import Decimal
 
+import aiohttp
 import structlog
 
+from exporter.api_stats import ApiStats
 from exporter.poller import Poller
 from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
 from exporter.snapshot import Source
+from exporter.softlayer import SoftLayerClient
 from tests.client.conftest import (
     PollerFactory,
     assert_matches_truth,
@@ -78,6 +81,21 @@ async def test_hourly_monthly_and_parent_child_items(
         assert breakdown is not None
         assert sum(c.hourly_items for c in breakdown.categories) > 0
         assert sum(c.monthly_items for c in breakdown.categories) > 0
+        # The parents' bare recurringFee would under-report: children carry real money here.
+        bare: dict[str, Decimal] = {}
+        async with aiohttp.ClientSession() as session:
+            client = SoftLayerClient(poller.config.accounts[0], poller.config, session, ApiStats())
+            page = await client.call(
+                "SoftLayer_Account",
+                "getNextInvoiceTopLevelBillingItems",
+                mask="mask[id,categoryCode,recurringFee]",
+                result_limit=(0, 1000),
+            )
+        for row in page.body:
+            fee = Decimal(row["recurringFee"])
+            bare[row["categoryCode"]] = bare.get(row["categoryCode"], Decimal(0)) + fee
+        amounts = {c.code: c.amount_usd for c in breakdown.categories}
+        assert any(amounts[code] > fee for code, fee in bare.items())
 
 
 async def test_calls_per_cycle_are_exact(
