@@ -50,8 +50,11 @@ async def test_values_equal_truth_with_and_without_pending_invoice(
 ) -> None:
     """Every snapshot field equals scenario.truth(): pending and no-pending accounts."""
     poller = make_poller(make_config(sim, scenario))
+    sim.reset_stats()
     assert await poller.poll_once() is True
     assert poller.state.first_cycle_done
+    # Two accounts at the default page size: one call per data set, 3 per account.
+    assert sim.stats.requests == {GET_OBJECT: 2, GET_INVOICES: 2, GET_ITEMS: 2}
     for index, acct in enumerate(scenario.accounts):
         snapshot = poller.state.accounts[f"acct{index}"]
         assert snapshot.up
