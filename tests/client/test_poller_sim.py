@@ -231,9 +231,8 @@ async def test_stop_cancels_a_hanging_cycle_cleanly(
     sim.add_fault(FaultRule(kind=FaultKind.HANG, method=GET_INVOICES))
     stop = asyncio.Event()
     runner = asyncio.create_task(poller.run(stop))
-    # Wait until the hanging request has reached the simulator, then stop.
-    while sim.stats.requests[GET_INVOICES] < 3:  # noqa: ASYNC110  condition lives in the sim
-        await asyncio.sleep(0.01)
+    # Stop once a hanging request has reached the simulator.
+    await asyncio.wait_for(sim.state.hang_started.wait(), timeout=10)
     stop.set()
     await asyncio.wait_for(runner, timeout=5)
     # Both accounts were waiting on the hung call: their previous snapshots stand, whole.
