@@ -45,6 +45,8 @@ __all__ = [
 
 #: Not in Prometheus' default port allocation list, whose 9100-9999 range is full.
 DEFAULT_PORT: Final = 29610
+#: Grace for in-flight requests on shutdown (a scrape is rendered from memory: quick).
+SHUTDOWN_TIMEOUT_SECONDS: Final = 1.0
 #: Grace for the poller to stop on shutdown before its task is cancelled outright.
 STOP_GRACE_SECONDS: Final = 2.0
 
@@ -231,10 +233,12 @@ async def start_server(
 ) -> tuple[web.AppRunner, list[str]]:
     """Start serving ``app``; return the runner (``await runner.cleanup()`` to stop) and URLs."""
     # No access log: a line per scrape is noise, and prometheus-async does the same.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
+    )
     await runner.setup()
     ssl_context = None if web_config is None else web_config.ssl_context
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, shutdown_timeout=1.0)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     scheme = "https" if ssl_context is not None else "http"
     urls: list[str] = []

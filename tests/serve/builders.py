@@ -9,6 +9,7 @@ from decimal import Decimal
 from types import MappingProxyType
 
 from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, Secret, Thresholds
+from exporter.metrics import build_registry
 from exporter.snapshot import (
     INVOICE_STATUSES,
     INVOICE_TYPES,
@@ -161,3 +162,7 @@ class FakeApiStats:
         if method == "getObject":
             return [(0.1, 1), (1.0, 4), (math.inf, 5)], 2.75, 5
         return [(0.1, 0), (1.0, 0), (math.inf, 3)], 61.5, 3
+
+
+def build_registry_for_tests():
+    return build_registry(ExporterState(), None, config(), process_metrics=False)
