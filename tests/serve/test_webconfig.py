@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import ssl
 import subprocess
+from pathlib import Path
 
 import aiohttp
 import bcrypt
@@ -232,6 +233,48 @@ basic_auth_users:
         load_web_config(path)
         result = subprocess.run(
             [promtool, "check", "web-config", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "web-config.example.yml"
+
+
+class TestShippedExample:
+    def test_example_loads_and_passes_promtool(self):
+        """The shipped web-config.example.yml loads here and passes promtool check web-config."""
+        web = load_web_config(EXAMPLE)
+        assert set(web.users) == {"prometheus"}
+        result = subprocess.run(
+            [require_tool("promtool"), "check", "web-config", str(EXAMPLE)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_example_tls_block(self, tmp_path, certs):
+        """The example's commented TLS block works once uncommented, for us and promtool."""
+        (tmp_path / "tls").mkdir()
+        (tmp_path / "tls" / "server.crt").write_bytes(certs.cert.read_bytes())
+        (tmp_path / "tls" / "server.key").write_bytes(certs.key.read_bytes())
+        lines = []
+        for original in EXAMPLE.read_text().splitlines():
+            line = original
+            stripped = line.removeprefix("# ")
+            if stripped.startswith(
+                ("tls_server_config:", "  cert_file:", "  key_file:", "  min_version:")
+            ):
+                line = stripped
+            lines.append(line)
+        path = tmp_path / "web.yml"
+        path.write_text("\n".join(lines) + "\n")
+        assert load_web_config(path).ssl_context is not None
+        result = subprocess.run(
+            [require_tool("promtool"), "check", "web-config", str(path)],
             capture_output=True,
             text=True,
             check=False,
