@@ -76,6 +76,9 @@ _TOKEN_REFRESH_FRACTION: Final = 0.9
 #: ignores the offset and would otherwise send the same full page forever.
 _MAX_SEQUENTIAL_PAGES: Final = 10_000
 _MAX_MESSAGE_CHARS: Final = 200
+#: Halve a page at most this many times (100 -> 12): a method that fails even then is down,
+#: and shrinking further would multiply the calls of every later cycle.
+_MAX_HALVINGS: Final = 3
 
 
 class SoftLayerError(Exception):
@@ -168,6 +171,7 @@ class SoftLayerClient:
         stats: ApiStats,
         *,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if account.auth.method is AuthMethod.CLASSIC and not account.auth.username:
             raise ValueError(f"account {account.name!r}: classic auth needs a username")
@@ -176,6 +180,8 @@ class SoftLayerClient:
         self._session = session
         self._stats = stats
         self._rng = rng or random.Random()  # noqa: S311  jitter, not cryptography
+        self._clock = clock  # for token expiry only
+        self._min_page_size = max(1, config.page_size >> _MAX_HALVINGS)
         self._endpoint = account.endpoint.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=config.request_timeout_seconds)
         self._limiter = RateLimiter(config.max_requests_per_second)
@@ -229,12 +235,13 @@ class SoftLayerClient:
         size = self.page_size(service, method)
         first: Page | None = None
         while first is None:
+            splittable = size > self._min_page_size
             try:
-                first = await self._request(query, (0, size), split_on_internal=size > 1)
+                first = await self._request(query, (0, size), split_on_internal=splittable)
             except SoftLayerError as err:
-                if not (err.internal_error and size > 1):
+                if not (err.internal_error and splittable):
                     raise
-                size = max(1, size // 2)
+                size = max(self._min_page_size, size // 2)
         self._remember_size(query, size)
         page = _as_list(first.body)
         consume(page)
@@ -289,12 +296,13 @@ class SoftLayerClient:
         *,
         halved: bool = False,
     ) -> None:
+        splittable = limit > self._min_page_size
         try:
-            result = await self._request(query, (offset, limit), split_on_internal=limit > 1)
+            result = await self._request(query, (offset, limit), split_on_internal=splittable)
         except SoftLayerError as err:
-            if not (err.internal_error and limit > 1):
+            if not (err.internal_error and splittable):
                 raise
-            half = limit // 2
+            half = max(self._min_page_size, limit // 2)
             await self._fetch_range(query, offset, half, consume, halved=True)
             await self._fetch_range(query, offset + half, limit - half, consume, halved=True)
             return
@@ -460,10 +468,10 @@ class SoftLayerClient:
 
     async def _bearer_token(self) -> str:
         async with self._token_lock:
-            if self._token is None or time.monotonic() >= self._token_refresh_at:
+            if self._token is None or self._clock() >= self._token_refresh_at:
                 self._token = None
                 self._token, lifetime = await self._exchange_token()
-                self._token_refresh_at = time.monotonic() + lifetime * _TOKEN_REFRESH_FRACTION
+                self._token_refresh_at = self._clock() + lifetime * _TOKEN_REFRESH_FRACTION
             return self._token
 
     async def _exchange_token(self) -> tuple[str, float]:
