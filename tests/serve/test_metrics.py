@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from exporter import __version__
 from exporter.config import Thresholds
 from exporter.metrics import CACHED, SnapshotCollector, build_registry
 from exporter.snapshot import AccountSnapshot, Source
+from tests.conftest import require_tool
 
 from . import builders as b
 
@@ -491,3 +493,16 @@ class TestDocumentation:
                 )
             )
             assert (CACHED in got["help"]) is not health, name
+
+
+class TestPromtool:
+    def test_promtool_check_metrics(self):
+        """promtool check metrics accepts the full exposition (every family populated)."""
+        registry = build_registry(b.state(b.full_snapshot()), b.FakeApiStats(), b.config())
+        result = subprocess.run(
+            [require_tool("promtool"), "check", "metrics"],
+            input=generate_latest(registry),
+            capture_output=True,
+            check=False,
+        )
+        assert result.returncode == 0, (result.stdout + result.stderr).decode()
