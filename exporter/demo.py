@@ -98,7 +98,7 @@ async def run_demo(
         register_secret(api_key)
     async with SimulatorServer(scenario, host="127.0.0.1", port=0, latency_seconds=0.0) as sim:
         config = demo_config(base, sim.endpoint, credentials, interval)
-        admin_url = _admin_url(sim)
+        admin_url = sim.admin_url
         _log.info("demo_simulator", endpoint=sim.endpoint, admin_url=admin_url)
         if once:
             return await poll_once(config, sys.stdout)
@@ -111,12 +111,3 @@ async def run_demo(
             "Stop with Ctrl-C.",
         ]
         return await serve(config, host, port, web_config, banner=banner)
-
-
-def _admin_url(sim: object) -> str:
-    admin = getattr(sim, "admin_url", None)
-    if isinstance(admin, str):
-        return admin
-    endpoint = str(getattr(sim, "endpoint", ""))
-    origin = endpoint.split("/rest/", 1)[0]
-    return f"{origin}/__admin/"
