@@ -244,7 +244,12 @@ async def start_server(
     await runner.setup()
     ssl_context = None if web_config is None else web_config.ssl_context
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        # setup() already started the poller: stop it and close its session.
+        await runner.cleanup()
+        raise
     scheme = "https" if ssl_context is not None else "http"
     urls: list[str] = []
     for address in runner.addresses:

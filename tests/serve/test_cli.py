@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -116,3 +118,33 @@ class TestFlags:
         assert display_url(["http://0.0.0.0:29610"]) == "http://127.0.0.1:29610"
         assert display_url(["http://[::]:29610"]) == "http://127.0.0.1:29610"
         assert display_url(["https://10.0.0.1:1"]) == "https://10.0.0.1:1"
+
+
+class TestListenFailure:
+    def test_port_in_use(self, capsys, tmp_path, monkeypatch):
+        """A port already in use is reported and exits 1, not with a traceback."""
+        monkeypatch.setenv("SL_TEST_KEY", PLANTED_KEY)
+        path = tmp_path / "c.yaml"
+        path.write_text(
+            "accounts:\n  - name: a\n    endpoint: http://127.0.0.1:9/rest/v3.1/\n"
+            "    auth: {method: apikey, api_key_env: SL_TEST_KEY}\n"
+        )
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            code, _, err = run_main(
+                capsys,
+                "--config.file",
+                str(path),
+                "--web.listen-address",
+                f"127.0.0.1:{port}",
+                "--log.format",
+                "json",
+            )
+        assert code == 1
+        events = [json.loads(line) for line in err.splitlines()]
+        errors = [e["event"] for e in events if e["level"] == "error"]
+        assert errors == ["listen_failed"]
+        assert "poller_stopped" in [e["event"] for e in events]  # started by setup, stopped
+        assert PLANTED_KEY not in err
