@@ -265,6 +265,11 @@ class Poller:
     def _ensure_started(self) -> list[_AccountPoller]:
         if self._session is None:
             self._session = aiohttp.ClientSession(raise_for_status=False)
+            if hasattr(self._session, "_retry_connection"):
+                # aiohttp silently resends an idempotent request once when a reused
+                # connection drops. That resend would bypass the rate limiter and the request
+                # accounting; our own retry policy covers network errors instead.
+                self._session._retry_connection = False
             self._accounts = [
                 _AccountPoller(
                     account,

@@ -20,6 +20,7 @@ an API key or token.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import time
@@ -363,14 +364,15 @@ class SoftLayerClient:
     async def _attempt(self, url: str, params: dict[str, str], query: _Query) -> Page:
         label = query.key
         headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
-        auth: aiohttp.BasicAuth | None = None
         credentials = self.account.auth
         if credentials.method is AuthMethod.IAM:
             headers["Authorization"] = f"Bearer {await self._bearer_token()}"
         elif credentials.method is AuthMethod.APIKEY:
-            auth = aiohttp.BasicAuth("apikey", credentials.api_key.reveal())
+            headers["Authorization"] = _basic("apikey", credentials.api_key.reveal())
         else:
-            auth = aiohttp.BasicAuth(credentials.username or "", credentials.api_key.reveal())
+            headers["Authorization"] = _basic(
+                credentials.username or "", credentials.api_key.reveal()
+            )
         async with self._slots:
             await self._limiter.acquire()
             self.api_requests += 1
@@ -378,7 +380,7 @@ class SoftLayerClient:
             code = "none"
             try:
                 async with self._session.get(
-                    url, params=params, headers=headers, auth=auth, timeout=self._timeout
+                    url, params=params, headers=headers, timeout=self._timeout
                 ) as response:
                     code = str(response.status)
                     raw = await response.read()
@@ -522,6 +524,11 @@ class SoftLayerClient:
 
 
 _USER_AGENT: Final = f"softlayer-billing-exporter/{__version__}"
+
+
+def _basic(username: str, password: str) -> str:
+    """Build an HTTP Basic ``Authorization`` value (aiohttp deprecates its BasicAuth)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 def _error_fields(body: Any) -> tuple[str | None, str] | None:

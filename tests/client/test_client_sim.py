@@ -170,3 +170,66 @@ def test_classic_auth_needs_a_username() -> None:
     )
     with pytest.raises(ValueError, match="classic auth needs a username"):
         SoftLayerClient(account, Config(accounts=(account,)), None, ApiStats())  # type: ignore[arg-type]
+
+
+async def test_later_page_internal_error_is_split_in_halves(
+    sim: SimulatorServer, scenario: Scenario, session: aiohttp.ClientSession
+) -> None:
+    """A later page answering Internal Error is fetched as two half pages; none is lost."""
+    config = make_config(sim, scenario, page_size=8, max_concurrent_requests=1)
+    client = SoftLayerClient(config.accounts[0], config, session, ApiStats())
+    method = "getNextInvoiceTopLevelBillingItems"
+    seen: list[Any] = []
+
+    def consume(page: list[Any]) -> None:
+        if not seen:  # after the first page: break exactly the next request
+            sim.add_fault(
+                FaultRule(
+                    kind=FaultKind.INTERNAL_ERROR, method=f"SoftLayer_Account::{method}", times=1
+                )
+            )
+        seen.extend(page)
+
+    sim.reset_stats()
+    await client.fetch_pages("SoftLayer_Account", method, mask="mask[id]", consume=consume)
+    ids = [row["id"] for row in seen]
+    items = scenario.truth(scenario.accounts[0].id).next_invoice_item_count
+    assert len(ids) == len(set(ids)) == items
+    assert client.page_size("SoftLayer_Account", method) == 4
+    # ceil(40/8) pages, one of which failed once and came back as two halves.
+    assert sim.stats.requests[f"SoftLayer_Account::{method}"] == -(-items // 8) + 2
+
+
+async def test_remaining_pages_run_concurrently_within_the_bound(
+    sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """After the first page, pages overlap in flight, but never more than the configured bound."""
+    in_flight = 0
+    peak = 0
+
+    async def started(*_: Any) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+
+    async def ended(*_: Any) -> None:
+        nonlocal in_flight
+        in_flight -= 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(started)
+    trace.on_request_end.append(ended)
+    trace.on_request_exception.append(ended)
+    sim.set_latency(0.02)  # keeps requests in flight long enough to overlap
+    config = make_config(sim, scenario, page_size=2, max_concurrent_requests=3)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as traced:
+        client = SoftLayerClient(config.accounts[0], config, traced, ApiStats())
+        seen: list[Any] = []
+        await client.fetch_pages(
+            "SoftLayer_Account",
+            "getNextInvoiceTopLevelBillingItems",
+            mask="mask[id]",
+            consume=seen.extend,
+        )
+    assert len(seen) == scenario.truth(scenario.accounts[0].id).next_invoice_item_count
+    assert peak == 3

@@ -46,7 +46,6 @@ FAULT_REASONS = [
     (FaultKind.HANG, "timeout"),
     (FaultKind.UNAUTHORIZED, "auth"),
     (FaultKind.NOT_FOUND, "client"),
-    (FaultKind.WRONG_TYPES, "decode"),
     (FaultKind.TOKEN_EXPIRED, "auth"),  # classic auth has no token to renew
 ]
 RETRIED = {"rate_limited", "timeout", "server", "network"}
@@ -133,6 +132,20 @@ async def test_missing_total_items_header_pages_on_to_the_end(make_poller: Polle
         assert sim.stats.requests[GET_ITEMS] == items // 10 + 1
 
 
+@pytest.mark.parametrize("method", [GET_OBJECT, GET_INVOICES, GET_ITEMS])
+async def test_swapped_number_and_string_encodings_still_give_exact_values(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory, method: str
+) -> None:
+    """WRONG_TYPES swaps numbers and numeric strings (and flags to 0/1): SoftLayer itself mixes
+    these encodings, so they parse to the exact same values and the sources stay up."""
+    sim.add_fault(FaultRule(kind=FaultKind.WRONG_TYPES, method=method))
+    poller = make_poller(make_config(sim, scenario))
+    assert await poller.poll_once()
+    for index, acct in enumerate(scenario.accounts):
+        assert_matches_truth(poller.state.accounts[f"acct{index}"], scenario, acct.id)
+    assert poller.api_stats.errors == {}
+
+
 async def test_transient_fault_is_retried_within_the_cycle(
     sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
 ) -> None:
@@ -153,8 +166,8 @@ async def test_latency_below_timeout_is_fine_above_is_timeout(
     sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
 ) -> None:
     """A slow API within the per-request timeout succeeds; beyond it, reason is timeout."""
-    poller = make_poller(make_config(sim, scenario, request_timeout_seconds=1.0))
-    sim.set_latency(0.05)
+    poller = make_poller(make_config(sim, scenario, request_timeout_seconds=0.3))
+    sim.set_latency(0.02)
     assert await poller.poll_once()
     sim.set_latency(0.0)
     sim.add_fault(FaultRule(kind=FaultKind.LATENCY, method=GET_INVOICES, latency_seconds=5.0))

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import timedelta
+from datetime import timedelta, timezone
 from decimal import Decimal
 
+import aiohttp
 import structlog
 
+from exporter.api_stats import ApiStats
 from exporter.poller import Poller
 from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
 from exporter.snapshot import Source
+from exporter.softlayer import SoftLayerClient
 from tests.client.conftest import (
     PollerFactory,
     assert_matches_truth,
     make_config,
     pages,
-    window_invoices,
 )
 
+CENTRAL = timezone(timedelta(hours=-6))
 GET_OBJECT = "SoftLayer_Account::getObject"
 GET_INVOICES = "SoftLayer_Account::getInvoices"
 GET_ITEMS = "SoftLayer_Account::getNextInvoiceTopLevelBillingItems"
@@ -33,8 +36,10 @@ def expected_calls(poller: Poller, scenario: Scenario, page_size: int) -> Counte
         window = poller.state.accounts[account.name].invoices
         assert window is not None
         calls[GET_OBJECT] += 1
-        # The date filter is sent one day early (see exporter.poller._FILTER_MARGIN).
-        server_side = window_invoices(truth, window.since - timedelta(days=1))
+        # The date filter is sent one day early as a UTC wall time (see
+        # exporter.poller._FILTER_MARGIN); the simulator reads such dates as Central time.
+        start = (window.since - timedelta(days=1)).replace(microsecond=0, tzinfo=CENTRAL)
+        server_side = [inv for inv in truth.invoices if inv.created > start]
         calls[GET_INVOICES] += pages(len(server_side), page_size)
         calls[GET_ITEMS] += pages(truth.next_invoice_item_count, page_size)
     return calls
@@ -76,6 +81,21 @@ async def test_hourly_monthly_and_parent_child_items(
         assert breakdown is not None
         assert sum(c.hourly_items for c in breakdown.categories) > 0
         assert sum(c.monthly_items for c in breakdown.categories) > 0
+        # The parents' bare recurringFee would under-report: children carry real money here.
+        bare: dict[str, Decimal] = {}
+        async with aiohttp.ClientSession() as session:
+            client = SoftLayerClient(poller.config.accounts[0], poller.config, session, ApiStats())
+            page = await client.call(
+                "SoftLayer_Account",
+                "getNextInvoiceTopLevelBillingItems",
+                mask="mask[id,categoryCode,recurringFee]",
+                result_limit=(0, 1000),
+            )
+        for row in page.body:
+            fee = Decimal(row["recurringFee"])
+            bare[row["categoryCode"]] = bare.get(row["categoryCode"], Decimal(0)) + fee
+        amounts = {c.code: c.amount_usd for c in breakdown.categories}
+        assert any(amounts[code] > fee for code, fee in bare.items())
 
 
 async def test_calls_per_cycle_are_exact(
