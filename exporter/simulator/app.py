@@ -14,7 +14,6 @@ import contextlib
 import json
 import socket
 import struct
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -332,7 +331,7 @@ class RestHandler:
             call = await parse_call(request)
         except ApiError as exc:
             return self._error(exc.status, exc.message, exc.code)
-        state.stats.record(call.key, time.monotonic())
+        state.stats.record(call.key, state.clock())
         if state.latency_seconds > 0:
             await asyncio.sleep(state.latency_seconds)
         who = state.auth.authenticate(request.headers.get("Authorization"))
@@ -345,7 +344,7 @@ class RestHandler:
                 return self._error(401, *ACCESS_DENIED)
             return self._error(401, *INVALID_TOKEN)
         acct = who
-        if state.over_rate_limit(acct.id, time.monotonic()):
+        if state.over_rate_limit(acct.id, state.clock()):
             limit = state.rate_limit_per_second
             return self._error(
                 500,
@@ -390,6 +389,7 @@ class RestHandler:
             err = _not_found(raise_id)
             return self._error(err.status, err.message, err.code)
         if kind is FaultKind.HANG:
+            self.state.hang_started.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.state.closing.wait(), timeout=3600)
             _reset_connection(request)
