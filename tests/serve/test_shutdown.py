@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 import pytest
@@ -28,7 +28,6 @@ class HangingApi:
     url: str
     request_seen: asyncio.Event
     release: asyncio.Event
-    headers: list[dict[str, str]] = field(default_factory=list)
 
 
 @pytest.fixture(name="hanging")
@@ -37,7 +36,6 @@ async def _hanging() -> AsyncIterator[HangingApi]:
     api = HangingApi("", seen, release)
 
     async def handler(request: web.Request) -> web.Response:
-        api.headers.append(dict(request.headers))
         seen.set()
         await release.wait()
         return web.json_response({})
