@@ -50,8 +50,18 @@ async def test_values_equal_truth_with_and_without_pending_invoice(
 ) -> None:
     """Every snapshot field equals scenario.truth(): pending and no-pending accounts."""
     poller = make_poller(make_config(sim, scenario))
+    sim.reset_stats()
     assert await poller.poll_once() is True
     assert poller.state.first_cycle_done
+    # Two accounts at the default page size: one call per data set, 3 per account.
+    assert sim.stats.requests == {GET_OBJECT: 2, GET_INVOICES: 2, GET_ITEMS: 2}
+    stats = poller.api_stats
+    assert set(stats.methods) == {"getObject", "getInvoices", "getNextInvoiceTopLevelBillingItems"}
+    assert stats.requests[("acct1", "getInvoices", "200")] == 1
+    assert stats.errors == {}
+    buckets, _, count = stats.duration_histogram("getObject")
+    assert count == 2
+    assert buckets[-1][1] == 2
     for index, acct in enumerate(scenario.accounts):
         snapshot = poller.state.accounts[f"acct{index}"]
         assert snapshot.up
@@ -228,9 +238,8 @@ async def test_stop_cancels_a_hanging_cycle_cleanly(
     sim.add_fault(FaultRule(kind=FaultKind.HANG, method=GET_INVOICES))
     stop = asyncio.Event()
     runner = asyncio.create_task(poller.run(stop))
-    # Wait until the hanging request has reached the simulator, then stop.
-    while sim.stats.requests[GET_INVOICES] < 3:  # noqa: ASYNC110  condition lives in the sim
-        await asyncio.sleep(0.01)
+    # Stop once a hanging request has reached the simulator.
+    await asyncio.wait_for(sim.state.hang_started.wait(), timeout=10)
     stop.set()
     await asyncio.wait_for(runner, timeout=5)
     # Both accounts were waiting on the hung call: their previous snapshots stand, whole.
