@@ -488,7 +488,7 @@ async def _check_every_panel(
         variables = {
             "datasource": "prometheus",
             "job": JOB,
-            "instance": re.escape(instance),
+            "instance": instance,  # dots match themselves; PromQL strings reject "\."
             "account": ".+",  # the "All" value of the account variable
             "topn": "10",
             # Grafana: $__rate_interval = max(4 x scrape interval, $__interval + scrape).
