@@ -447,7 +447,16 @@ async def _run_stack(
             return True if up else None
 
         await _until("the first scrape of the exporter", scraped, processes)
-        assert not webhook.alerts("firing"), "alert fired before the invoice crossed the threshold"
+
+        async def evaluated() -> bool | None:
+            # A recording rule over scraped data exists only once the rules ran on that data.
+            recorded = await query(f'account:softlayer_next_invoice_vs_budget:ratio{{job="{JOB}"}}')
+            return True if recorded else None
+
+        await _until("the rules to evaluate scraped data", evaluated, processes)
+        before = await query(f'ALERTS{{alertname="{ALERT}", account="{ACCOUNT}"}}')
+        assert not before, f"{ALERT} is active before the invoice crossed the threshold: {before}"
+        assert not webhook.alerts("firing")
 
         # Drive the simulator: an open invoice far above the threshold.
         await _open_pending_invoice(http, admin_url, account_id, OPENED_INVOICE_AMOUNT)
@@ -461,7 +470,10 @@ async def _run_stack(
         assert firing["labels"]["invoice"] == "pending"
         assert firing["annotations"]["runbook_url"].endswith("#softlayeropeninvoicebalancehigh")
         assert float(OPENED_INVOICE_AMOUNT) > OPEN_BALANCE_THRESHOLD
-        assert f"account {ACCOUNT} still has" in firing["annotations"]["description"]
+        assert (
+            f"account {ACCOUNT} still has {float(OPENED_INVOICE_AMOUNT):.2f} USD unpaid"
+            in firing["annotations"]["description"]
+        )
 
         # Every panel, with the pending invoice open: each query must return data.
         await _check_every_panel(http, api, instance, started, processes)
