@@ -2,17 +2,20 @@
 
 Issue 4's proof that the dashboards and alerts work on stock Prometheus:
 
-1. ``softlayer-api-simulator`` serves a generated SoftLayer account over loopback;
+1. ``softlayer-api-simulator`` serves a generated SoftLayer account over loopback, with an
+   invoice history but no open invoice;
 2. ``softlayer-billing-exporter`` polls it every 2 s. A second account uses a wrong API key,
    so the error panels have real authentication errors to show;
 3. the Debian ``prometheus`` server scrapes the exporter every second, with the shipped rules
    file loaded, and sends alerts to the Debian ``prometheus-alertmanager``, which delivers
    them to an aiohttp webhook receiver in this test;
-4. every panel query of every dashboard is run against Prometheus' HTTP API, with Grafana's
-   variables substituted, and must return data;
-5. the simulator opens an invoice whose open balance is above the account's threshold:
-   ``SoftLayerOpenInvoiceBalanceHigh`` must reach the webhook. Once the invoice is paid
-   through the simulator's admin API, the alert must come back as resolved.
+4. once the rules have seen the data without the alert active, the simulator's admin API
+   opens an invoice whose open balance is above the account's threshold, and
+   ``SoftLayerOpenInvoiceBalanceHigh`` must reach the webhook;
+5. with that invoice open, every panel query of every dashboard is run against Prometheus'
+   HTTP API, with Grafana's variables substituted, and must return data;
+6. the invoice is paid through the admin API, and the alert must reach the webhook again as
+   resolved.
 
 Every wait polls an API until a deadline; nothing sleeps for a fixed time.
 """
@@ -54,9 +57,9 @@ T = TypeVar("T")
 ACCOUNT = "e2e"
 BAD_ACCOUNT = "e2e-bad-key"
 JOB = "softlayer"
-#: Above anything the generated scenario owes, below the invoice the test opens.
-OPEN_BALANCE_THRESHOLD = 100_000
-OPENED_INVOICE_AMOUNT = "250000"
+#: The account starts without a pending invoice; the test opens one above the threshold.
+OPEN_BALANCE_THRESHOLD = 2000
+OPENED_INVOICE_AMOUNT = "5000"
 ALERT = "SoftLayerOpenInvoiceBalanceHigh"
 DEADLINE_SECONDS = 45.0
 
@@ -320,6 +323,7 @@ async def test_dashboards_and_open_invoice_alert_end_to_end(
             "1",
             "--items",
             "30",
+            "--no-pending-invoice",
         ],
         env=env,
     )
