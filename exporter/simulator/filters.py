@@ -256,7 +256,9 @@ class CompiledFilter:
                 for row in rows
                 if all(test(_resolve(typedef, path, row)) for path, test in tests)
             ]
-        if self.orders:
+        # Every simulated list is already in ascending id order, so a lone "id ASC" (what
+        # softlayer-python's iter_call adds) needs no sort.
+        if self.orders and not (len(self.orders) == 1 and self.orders[0][:2] == (("id",), False)):
             selected = list(selected)
             for path, descending, _ in sorted(self.orders, key=lambda o: -o[2]):
                 selected.sort(key=self._sort_key_for(path), reverse=descending)

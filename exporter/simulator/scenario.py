@@ -278,6 +278,13 @@ class SimAccount:
         self.next_bill = utc_epoch(_add_months(anchor, 1))
         months = max(spec.invoice_months, 1)
         self.created = utc_epoch(_add_months(anchor, -months)) - 20 * _DAY
+        self._init_columns()
+        self._generate_items(rng, spec.items, now)
+        self._generate_invoices(rng, spec, now, anchor)
+
+    # -- generation --------------------------------------------------------------------------
+
+    def _init_columns(self) -> None:
         # Item columns (see module docstring); prefix sums have one extra leading zero.
         self.cat = array("B")
         self.tier = array("B")
@@ -302,10 +309,6 @@ class SimAccount:
         self._category_cache: tuple[int, dict[str, tuple[int, int, int]]] | None = None
         self.invoices: list[SimInvoice] = []
         self.invoice_seq = 0
-        self._generate_items(rng, spec.items, now)
-        self._generate_invoices(rng, spec, now, anchor)
-
-    # -- generation --------------------------------------------------------------------------
 
     def _generate_items(self, rng: random.Random, n: int, now: int) -> None:
         weights = list(accumulate(c.weight for c in CATEGORIES))
