@@ -411,9 +411,12 @@ class SimAccount:
         def line(code: str, description: str, recurring_fee: int, one_time: int) -> InvoiceLine:
             return InvoiceLine(CATEGORY_INDEX[code], description, recurring_fee, one_time)
 
-        def add(type_code: str, offset_days: int, lines: Sequence[InvoiceLine]) -> SimInvoice:
+        def add(
+            type_code: str, offset_days: int, lines: Sequence[InvoiceLine], taxed: bool = True
+        ) -> SimInvoice:
             created = min(cut + offset_days * _DAY + rng.randint(0, 36_000), now - 120)
-            inv = self._line_invoice(type_code, created, tuple(lines), self.tax_bp)
+            bp = self.tax_bp if taxed else 0
+            inv = self._line_invoice(type_code, created, tuple(lines), bp)
             inv.status_code = "CLOSED"
             inv.closed = min(created + 4, now - 60)
             inv.modified = inv.closed + 9
@@ -432,12 +435,13 @@ class SimAccount:
             credit = -rng.randint(5, 100) * 1000
             add("CREDIT", 15, [line("bandwidth", "Credit for service disruption", 0, credit)])
         if age == 2 or (recurring.status_code == "CLOSED_FAILED"):
-            # The failed card payment is settled by wire a few days later.
+            # The failed card payment is settled by wire a few days later (payments are untaxed).
             add(
                 "MANUAL_PAYMENT_CREDIT",
                 5,
                 [line("bandwidth", "Manual payment credit", 0, -recurring.total)],
-            ).tax_bp = 0
+                taxed=False,
+            )
         if age == 3 or rng.random() < 0.04:
             refund = rng.randint(5, 60) * 1000
             inv = add("REFUND", 18, [line("bandwidth", "Refund of account credit", 0, refund)])

@@ -92,6 +92,9 @@ def test_invoice_history_has_every_type_and_status(scenario: Scenario) -> None:
         assert inv.ending_balance == inv.starting_balance + inv.total - inv.payments
         previous = inv.ending_balance
     assert truth.balance == previous
+    failed = [i.total for i in truth.invoices if i.status_code == "CLOSED_FAILED"]
+    settled = [-i.total for i in truth.invoices if i.type_code == "MANUAL_PAYMENT_CREDIT"]
+    assert failed == settled  # each failed payment is settled exactly by a manual payment
     assert truth.pending_invoice is not None
     assert truth.pending_invoice == truth.latest_recurring_invoice
     assert truth.next_invoice_pre_tax == truth.next_invoice_recurring + truth.next_invoice_one_time
