@@ -25,7 +25,7 @@ from exporter.simulator.admin import add_admin_routes
 from exporter.simulator.auth import APIKEY_GRANT, AuthFailure
 from exporter.simulator.faults import FaultKind, FaultRule
 from exporter.simulator.filters import compile_filter
-from exporter.simulator.masks import MaskError, parse_mask, project, validate
+from exporter.simulator.masks import MaskError, is_filtered_mask, parse_mask, project, validate
 from exporter.simulator.model import (
     ACCOUNT,
     BILLING_ITEM,
@@ -286,7 +286,14 @@ def render(
     if result.kind == "object":
         if result.value is None:
             return None, None
-        return project(result.typedef, result.value, mask), None
+        relation_filters = {}
+        if is_filtered_mask(call.mask):
+            for name, rel in result.typedef.relational.items():
+                if rel.many and name in mask:
+                    compiled_rel = compile_filter(call.filter, name, TYPES[rel.target], now)
+                    if compiled_rel is not None:
+                        relation_filters[name] = compiled_rel.apply
+        return project(result.typedef, result.value, mask, relation_filters), None
     rows: Sequence[Any] = result.value
     compiled = compile_filter(call.filter, result.root_property, result.typedef, now)
     if compiled is not None:
