@@ -6,7 +6,9 @@ paths (``mask.a.b``, ``mask[a.b]``) and the legacy semicolon list ``a;b.c;d``.
 
 Projection rule (SLDN rest.md): naming any local property at a level keeps only the named
 local properties there; naming only relational properties keeps every local property. A
-relational property appears only when it is masked. An unknown property is an HTTP 500
+relational property appears only when it is masked. With ``filteredMask`` the request's
+objectFilter also filters the masked list relations of the root object (SLDN object-masks.md).
+An unknown property is an HTTP 500
 ``SoftLayer_Exception_WebService_ObjectMask``; a syntax error is
 ``SoftLayer_Exception_Common_Parser``.
 """
