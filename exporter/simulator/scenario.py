@@ -373,7 +373,8 @@ class SimAccount:
         invoices: list[SimInvoice] = []
         prev_hi = 0
         for m in range(months - 1, -1, -1):  # oldest first
-            cut = utc_epoch(_add_months(anchor, -m)) + rng.randint(600, 900)
+            # Invoices are cut a few minutes after the anniversary, but never in the future.
+            cut = min(utc_epoch(_add_months(anchor, -m)) + rng.randint(600, 900), now - 120)
             hi = bisect.bisect_left(self.created_at, cut)
             latest = m == 0
             inv = self._view_invoice("RECURRING", cut, hi, prev_hi)
@@ -384,10 +385,10 @@ class SimAccount:
                 inv.status_code = "OPEN"
             elif failed:
                 inv.status_code = "CLOSED_FAILED"
-                inv.closed = min(cut + 3 * _DAY, now - 60)
+                inv.closed = max(min(cut + 3 * _DAY, now - 60), cut + 1)
             else:
                 inv.status_code = "CLOSED"
-                inv.closed = min(cut + 2 * _DAY + rng.randint(0, 7200), now - 60)
+                inv.closed = max(min(cut + 2 * _DAY + rng.randint(0, 7200), now - 60), cut + 1)
                 inv.payments = inv.total
             inv.modified = inv.closed or cut + 78
             invoices.append(inv)
@@ -418,7 +419,7 @@ class SimAccount:
             bp = self.tax_bp if taxed else 0
             inv = self._line_invoice(type_code, created, tuple(lines), bp)
             inv.status_code = "CLOSED"
-            inv.closed = min(created + 4, now - 60)
+            inv.closed = max(min(created + 4, now - 60), created + 1)
             inv.modified = inv.closed + 9
             if inv.total > 0:
                 inv.payments = inv.total
