@@ -317,3 +317,31 @@ async def test_relative_sysdate_filter(client: Client, scenario: Scenario) -> No
     assert expected
     assert len(expected) < len(every)
     assert {i["id"] for i in found} == expected
+
+
+async def test_or_and_operations(client: Client, scenario: Scenario) -> None:
+    """`or`/`and` combine data values that are themselves operations."""
+    every = truth_invoices(scenario)
+    either = await invoices(
+        client,
+        scenario,
+        {
+            "typeCode": {
+                "operation": "or",
+                "options": [{"name": "data", "value": ["NEW", "^= REF"]}],
+            }
+        },
+    )
+    pivot = every[len(every) // 2].id
+    both = await invoices(
+        client,
+        scenario,
+        {
+            "id": {
+                "operation": "and",
+                "options": [{"name": "data", "value": [f"> {every[1].id}", f"<= {pivot}"]}],
+            }
+        },
+    )
+    assert {i["id"] for i in either} == {i.id for i in every if i.type_code in ("NEW", "REFUND")}
+    assert {i["id"] for i in both} == {i.id for i in every if every[1].id < i.id <= pivot}
