@@ -295,6 +295,16 @@ class TestValues:
             == 1
         )
         assert values[key("softlayer_api_errors_total", account="prod", reason="server")] == 2
+
+    def test_api_errors_start_at_zero_for_every_reason(self, values):
+        """Every configured account has an errors series per reason from the start, at 0.
+
+        A counter series born at 1 on the first error is invisible to increase(), so the
+        auth and rate-limit alerts would wait for a second error.
+        """
+        assert values[key("softlayer_api_errors_total", account="prod", reason="timeout")] == 1
+        for reason in ("auth", "rate_limited", "client", "decode", "network"):
+            assert values[key("softlayer_api_errors_total", account="prod", reason=reason)] == 0
         assert (
             values[
                 key("softlayer_api_request_duration_seconds_bucket", method="getObject", le="0.1")
