@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -294,3 +295,20 @@ def test_tls_web_config_has_paths_only(rendered: dict[str, list[dict[str, Any]]]
     endpoint = one(docs, "ServiceMonitor")["spec"]["endpoints"][0]
     assert endpoint["scheme"] == "https"
     assert endpoint["port"] == "https-metrics"
+
+
+def test_readme_documents_every_value() -> None:
+    """The chart README's values table has a row for every key of values.yaml."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([^`]+)` \|", readme, re.MULTILINE))
+
+    def keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
+        found = set()
+        for key, value in tree.items():
+            path = f"{prefix}{key}"
+            nested = isinstance(value, dict) and value and path not in documented
+            found |= keys(value, f"{path}.") if nested else {path}
+        return found
+
+    assert keys(values) <= documented, sorted(keys(values) - documented)
