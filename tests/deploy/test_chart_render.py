@@ -118,6 +118,7 @@ def test_pod_is_hardened(rendered: dict[str, list[dict[str, Any]]], variant: str
     docs = rendered[variant]
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
+    assert pod["enableServiceLinks"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] > 0
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -312,3 +313,24 @@ def test_readme_documents_every_value() -> None:
         return found
 
     assert keys(values) <= documented, sorted(keys(values) - documented)
+
+
+def test_existing_web_config_secret(helm: Helm) -> None:
+    """webConfig.existingSecret mounts the user's web-config.yml and follows the given scheme."""
+    docs = helm.render(
+        [ci_path("default-values.yaml")],
+        ["webConfig.existingSecret=exporter-web", "webConfig.scheme=https"],
+    )
+    container = _container(docs)
+    assert (
+        "--web.config.file=/etc/softlayer-billing-exporter/web/web-config.yml"
+        in (container["args"])
+    )
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["web-config"] == "/etc/softlayer-billing-exporter/web"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["web-config"]["secret"]["secretName"] == "exporter-web"
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    for configmap in by_kind(docs, "ConfigMap"):
+        assert "web-config.yml" not in configmap["data"]
