@@ -110,6 +110,17 @@ async def test_wrong_types(client: Client, sim: SimulatorServer, scenario: Scena
     assert isinstance(swapped.json[0]["invoiceTotalAmount"], int | float)
 
 
+async def test_bare_object(client: Client, sim: SimulatorServer, scenario: Scenario) -> None:
+    """BARE_OBJECT sends a one-element list page as the object itself (header kept)."""
+    sim.add_fault(FaultRule(kind=FaultKind.BARE_OBJECT, method=INVOICES))
+    single = await get_invoices(client, scenario, resultLimit="0,1")
+    several = await get_invoices(client, scenario, resultLimit="0,2")
+    assert isinstance(single.json, dict)
+    assert single.json["id"] == scenario.truth(scenario.accounts[0].id).invoices[0].id
+    assert single.total == len(scenario.truth(scenario.accounts[0].id).invoices)
+    assert isinstance(several.json, list)
+
+
 async def test_large_page_error(client: Client, sim: SimulatorServer, scenario: Scenario) -> None:
     """LARGE_PAGE_ERROR fails next-invoice item pages above max_page_size, repeatably."""
     sim.add_fault(FaultRule(kind=FaultKind.LARGE_PAGE_ERROR, max_page_size=10))

@@ -89,6 +89,7 @@ async def test_string_operators(
     found = await invoices(client, scenario, {"typeCode": {"operation": f"{op} {value}"}})
     expected = {i.id for i in every if check(i.type_code)}
     assert expected
+    assert len(expected) < len(every)
     assert {i["id"] for i in found} == expected
 
 
@@ -305,3 +306,42 @@ async def test_softlayer_python_root_id_order_is_accepted(
     )
     assert answer.status == 200
     assert answer.total == invoice.top_level_item_count
+
+
+async def test_relative_sysdate_filter(client: Client, scenario: Scenario) -> None:
+    """`> sysdate - N` compares dates against the scenario clock minus N days."""
+    every = truth_invoices(scenario)
+    found = await invoices(client, scenario, {"createDate": {"operation": "> sysdate - 60"}})
+    now = scenario.current_time()
+    expected = {i.id for i in every if i.created.timestamp() > now - 60 * 86400}
+    assert expected
+    assert len(expected) < len(every)
+    assert {i["id"] for i in found} == expected
+
+
+async def test_or_and_operations(client: Client, scenario: Scenario) -> None:
+    """`or`/`and` combine data values that are themselves operations."""
+    every = truth_invoices(scenario)
+    either = await invoices(
+        client,
+        scenario,
+        {
+            "typeCode": {
+                "operation": "or",
+                "options": [{"name": "data", "value": ["NEW", "^= REF"]}],
+            }
+        },
+    )
+    pivot = every[len(every) // 2].id
+    both = await invoices(
+        client,
+        scenario,
+        {
+            "id": {
+                "operation": "and",
+                "options": [{"name": "data", "value": [f"> {every[1].id}", f"<= {pivot}"]}],
+            }
+        },
+    )
+    assert {i["id"] for i in either} == {i.id for i in every if i.type_code in ("NEW", "REFUND")}
+    assert {i["id"] for i in both} == {i.id for i in every if every[1].id < i.id <= pivot}

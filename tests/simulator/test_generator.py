@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tracemalloc
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -92,6 +93,9 @@ def test_invoice_history_has_every_type_and_status(scenario: Scenario) -> None:
         assert inv.ending_balance == inv.starting_balance + inv.total - inv.payments
         previous = inv.ending_balance
     assert truth.balance == previous
+    failed = [i.total for i in truth.invoices if i.status_code == "CLOSED_FAILED"]
+    settled = [-i.total for i in truth.invoices if i.type_code == "MANUAL_PAYMENT_CREDIT"]
+    assert failed == settled  # each failed payment is settled exactly by a manual payment
     assert truth.pending_invoice is not None
     assert truth.pending_invoice == truth.latest_recurring_invoice
     assert truth.next_invoice_pre_tax == truth.next_invoice_recurring + truth.next_invoice_one_time
@@ -280,3 +284,22 @@ def test_two_hundred_thousand_items() -> None:
     assert truth.next_invoice_item_count == 200_000
     assert truth.next_invoice_recurring == sum(c.amount for c in truth.categories.values())
     assert peak < 300 * 1024 * 1024
+
+
+@pytest.mark.parametrize("minutes_after_cycle", [1, 5, 14, 60])
+def test_dates_never_in_the_future_or_out_of_order(minutes_after_cycle: int) -> None:
+    """Even minutes after the billing anniversary, invoices are created before now and closed
+    after they are created."""
+    # Cycles start at 23:00 Central = 05:00 UTC; FIXED_NOW's Central day is the 22nd.
+    now = FIXED_NOW.replace(hour=5, minute=0) + timedelta(minutes=minutes_after_cycle)
+    near_anniversary = 0
+    for seed in range(150):
+        scenario = Scenario.generate(
+            seed=seed, accounts=[AccountSpec(items=5, invoice_months=3)], now=now
+        )
+        acct = scenario.accounts[0]
+        near_anniversary += now.timestamp() - acct.cycle_start <= 3600
+        for inv in scenario.truth(acct.id).invoices:
+            assert inv.created <= now
+            assert inv.closed is None or inv.closed > inv.created
+    assert near_anniversary  # some seeds put the anniversary right before "now"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from exporter.simulator import Scenario
@@ -188,3 +190,26 @@ async def test_mask_on_list_and_children(client: Client, scenario: Scenario) -> 
         for child in item["children"]:
             assert child == {"id": child["id"], "parentId": item["id"]}
     assert any(item["children"] for item in answer.json)
+
+
+async def test_filtered_mask_filters_relations(client: Client, scenario: Scenario) -> None:
+    """With filteredMask the objectFilter applies to masked list relations of getObject."""
+    acct = scenario.accounts[0]
+    every = scenario.truth(acct.id).invoices
+    object_filter = json.dumps({"invoices": {"typeCode": {"operation": "RECURRING"}}})
+    filtered = await client.get(
+        "SoftLayer_Account/getObject.json",
+        acct,
+        objectMask="filteredMask[invoices[id,typeCode]]",
+        objectFilter=object_filter,
+    )
+    plain = await client.get(
+        "SoftLayer_Account/getObject.json",
+        acct,
+        objectMask="mask[invoices[id,typeCode]]",
+        objectFilter=object_filter,
+    )
+    assert [i["id"] for i in filtered.json["invoices"]] == [
+        i.id for i in every if i.type_code == "RECURRING"
+    ]
+    assert len(plain.json["invoices"]) == len(every)

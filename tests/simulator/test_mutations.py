@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -143,6 +144,26 @@ async def test_cancel_billing_item(client: Client, scenario: Scenario) -> None:
     cancelled = next(i for i in all_items.json if i["id"] == item_id)
     assert cancelled["cancellationDate"] is not None
     assert all_items.total == before.all_top_level_item_count
+
+
+async def test_filtered_paging_sees_mutations(client: Client, scenario: Scenario) -> None:
+    """A filtered list answered from the row cache still reflects a mutation at once."""
+    acct = scenario.accounts[0]
+    query = {
+        "objectFilter": json.dumps(
+            {"allTopLevelBillingItems": {"cancellationDate": {"operation": "is null"}}}
+        ),
+        "objectMask": "mask[id]",
+        "resultLimit": "0,5",
+    }
+    path = "SoftLayer_Account/getAllTopLevelBillingItems.json"
+    first = await client.get(path, acct, **query)
+    again = await client.get(path, acct, **query)
+    scenario.cancel_billing_item(acct.id, first.json[0]["id"])
+    after = await client.get(path, acct, **query)
+    assert first.total == again.total
+    assert after.total == (first.total or 0) - 1
+    assert after.json[0]["id"] == first.json[1]["id"]
 
 
 def test_mutation_errors(scenario: Scenario) -> None:

@@ -5,8 +5,6 @@ The client is synchronous, so the simulator runs on its own event loop in a back
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -14,29 +12,8 @@ import pytest
 import SoftLayer
 from SoftLayer.managers.account import AccountManager
 
-from exporter.simulator import AccountSpec, Scenario, SimulatorServer
+from exporter.simulator import AccountSpec, Scenario, SimulatorServer, ThreadedSimulator
 from tests.simulator.conftest import FIXED_NOW
-
-
-class ThreadedSimulator:
-    """A SimulatorServer on a private event loop in a daemon thread."""
-
-    def __init__(self, scenario: Scenario) -> None:
-        self.scenario = scenario
-        self.loop = asyncio.new_event_loop()
-        self.server = SimulatorServer(scenario, rate_limit_per_second=None)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> SimulatorServer:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=30)
-        return self.server
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(timeout=30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=30)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +23,7 @@ def world() -> Iterator[tuple[Scenario, SimulatorServer]]:
         accounts=[AccountSpec(items=260, pending_invoice=True, invoice_months=6)],
         now=FIXED_NOW,
     )
-    with ThreadedSimulator(scenario) as server:
+    with ThreadedSimulator(scenario, rate_limit_per_second=None) as server:
         yield scenario, server
 
 

@@ -237,6 +237,7 @@ async def test_invoice_samples(api: Client, world: Scenario) -> None:
             f"SoftLayer_Billing_Invoice/{recurring.id}/getInvoiceTopLevelItems.json",
             acct,
             objectMask=PY_INVOICE_ITEMS_MASK,
+            resultLimit="0,400",
         )
     )
     check("billing_invoice_getInvoiceTopLevelItems.json", items)
