@@ -1,0 +1,1 @@
+"""Reliability proofs: process-level faults, load, soak and secrets (docs/reliability.md)."""
