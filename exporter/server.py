@@ -53,6 +53,8 @@ STOP_GRACE_SECONDS: Final = 2.0
 STATE: Final = web.AppKey("state", ExporterState)
 REGISTRY: Final = web.AppKey("registry", CollectorRegistry)
 POLLER_TASK: Final = web.AppKey("poller_task", asyncio.Task[None])
+#: Renders of /metrics made in the current event-loop iteration, by (content type, gzip).
+RENDERS: Final = web.AppKey("renders", dict[tuple[str, bool], bytes])
 
 _log = structlog.get_logger()
 
@@ -109,6 +111,7 @@ def create_app(
     app = web.Application(middlewares=middlewares)
     app[STATE] = state
     app[REGISTRY] = registry
+    app[RENDERS] = {}
     if poller is not None:
         app.cleanup_ctx.append(_poller_context(poller))
     app.router.add_get("/metrics", _metrics)
@@ -155,11 +158,23 @@ async def _metrics(request: web.Request) -> web.Response:
     # gzip when accepted. Rendering reads an in-memory snapshot, so it runs on the loop.
     accept = ",".join(request.headers.getall("Accept", []))
     encoder, content_type = choose_encoder(accept)
-    output = encoder(request.app[REGISTRY])
+    zipped = gzip_accepted(",".join(request.headers.getall("Accept-Encoding", [])))
     headers = {"Content-Type": content_type}
-    if gzip_accepted(",".join(request.headers.getall("Accept-Encoding", []))):
-        output = gzip.compress(output)
+    if zipped:
         headers["Content-Encoding"] = "gzip"
+    # Scrapes answered in the same loop iteration share one render: under many concurrent
+    # scrapers, rendering once per request made each iteration so long that the poller's
+    # steps (one per iteration) starved. The next iteration renders afresh, so no scrape
+    # sees data older than the moment it was handled.
+    renders = request.app[RENDERS]
+    output = renders.get((content_type, zipped))
+    if output is None:
+        output = encoder(request.app[REGISTRY])
+        if zipped:
+            output = gzip.compress(output)
+        if not renders:
+            asyncio.get_running_loop().call_soon(renders.clear)
+        renders[(content_type, zipped)] = output
     return web.Response(body=output, headers=headers)
 
 

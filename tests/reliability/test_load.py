@@ -1,0 +1,155 @@
+"""Load: 200 concurrent scrapers against the real exporter process while it keeps polling.
+
+The load comes from tests/reliability/loadgen.py in its own process; the exporter polls the
+simulator every second throughout. Asserted: no failed request, polls kept running, the
+exporter still up afterwards. The p99 and throughput are printed (and recorded in
+docs/reliability.md), never asserted: speed goals belong to benchmarks/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, RetryConfig, Secret
+from exporter.metrics import build_registry
+from exporter.poller import Poller
+from exporter.server import create_app, start_server
+from exporter.simulator import AccountSpec, Scenario, SimulatorServer
+from exporter.snapshot import ExporterState
+
+from .conftest import (
+    DEADLINE_SECONDS,
+    ExporterProcess,
+    account_yaml,
+    classic_auth,
+    fast_header,
+    parse_samples,
+    value,
+    write_config,
+)
+
+CONCURRENCY = 200
+
+
+@pytest.fixture(name="scenario")
+def _scenario() -> Scenario:
+    return Scenario.generate(
+        seed=5,
+        accounts=[
+            AccountSpec(items=60, pending_invoice=True, invoice_months=12),
+            AccountSpec(items=20, pending_invoice=False, invoice_months=12),
+        ],
+    )
+
+
+@pytest.fixture(name="sim")
+async def _sim(scenario: Scenario) -> AsyncIterator[SimulatorServer]:
+    async with SimulatorServer(
+        scenario, host="127.0.0.1", port=0, latency_seconds=0.0, rate_limit_per_second=50
+    ) as sim:
+        yield sim
+
+
+async def load(tmp_path: Path, sim: SimulatorServer, scenario: Scenario, seconds: float) -> None:
+    env = {}
+    accounts = []
+    for index, acct in enumerate(scenario.accounts):
+        env[f"SL_KEY_{index}"] = acct.api_key
+        accounts.append(
+            account_yaml(
+                f"acct{index}", sim.endpoint, classic_auth(acct.username, f"SL_KEY_{index}")
+            )
+        )
+    config = write_config(tmp_path / "config.yaml", accounts, fast_header(10))
+    names = ["acct0", "acct1"]
+    proc = ExporterProcess(config, env)
+    async with proc, aiohttp.ClientSession() as session:
+        await proc.more_polls(names, 1)
+        polls_before = len(proc.polls("acct0"))
+        gen = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.reliability.loadgen",
+            proc.url + "/metrics",
+            "--concurrency",
+            str(CONCURRENCY),
+            "--duration",
+            str(seconds),
+            stdout=asyncio.subprocess.PIPE,
+            cwd=Path(__file__).parents[2],
+        )
+        out, _ = await asyncio.wait_for(gen.communicate(), seconds + DEADLINE_SECONDS)
+        assert gen.returncode == 0
+        report = json.loads(out)
+        polls_during = len(proc.polls("acct0")) - polls_before
+        print(f"\nload report: {json.dumps({**report, 'polls_during_load': polls_during})}")
+        assert report["failures"] == 0, report["failure_samples"]
+        assert report["requests"] >= CONCURRENCY
+        # Polls kept running under load and the exporter is healthy afterwards.
+        await proc.more_polls(names, 1)
+        assert polls_during >= 1
+        samples = await proc.scrape(session)
+        for name in names:
+            assert value(samples, "softlayer_up", account=name) == 1
+        assert await proc.terminate() == 0
+
+
+async def test_200_scrapers_short(tmp_path: Path, sim: SimulatorServer, scenario: Scenario) -> None:
+    """3 s of 200 concurrent scrapers while polls run: not one failed request."""
+    await load(tmp_path, sim, scenario, 3.0)
+
+
+@pytest.mark.slow
+async def test_200_scrapers_for_20_seconds(
+    tmp_path: Path, sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """The issue's figure: 20 s of 200 concurrent scrapers while polls run, no failure."""
+    await load(tmp_path, sim, scenario, 20.0)
+
+
+async def test_shared_render_never_serves_an_older_poll(
+    sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """Scrapes in one loop iteration share a render, yet a scrape after a poll sees its data
+    and concurrent scrapes all get the same, complete exposition."""
+    acct = scenario.accounts[1]
+    config = Config(
+        accounts=(
+            AccountConfig(
+                "acct1",
+                sim.endpoint,
+                AuthConfig(AuthMethod.CLASSIC, Secret(acct.api_key), username=acct.username),
+            ),
+        ),
+        retry=RetryConfig(attempts=1),
+    )
+    state = ExporterState(("acct1",))
+    poller = Poller(config, state)
+    runner, urls = await start_server(
+        create_app(state, build_registry(state, poller.api_stats, config)), "127.0.0.1", 0
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def pending() -> float:
+                async with session.get(urls[0].rstrip("/") + "/metrics") as resp:
+                    samples = parse_samples(await resp.text())
+                return value(samples, "softlayer_pending_invoice_present", account="acct1")
+
+            assert await poller.poll_once()
+            bodies = await asyncio.gather(*(pending() for _ in range(50)))
+            assert set(bodies) == {0.0}
+            scenario.open_pending_invoice(acct.id, amount=Decimal("5000"))
+            assert await poller.poll_once()
+            assert await pending() == 1.0
+    finally:
+        await runner.cleanup()
+        await poller.aclose()
