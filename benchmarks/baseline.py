@@ -25,20 +25,20 @@ from SoftLayer import transports  # type: ignore[import-untyped]
 
 __all__ = ["BaselineResult", "refresh"]
 
-ITEM_MASK = "mask[id,categoryCode,category[name],hourlyFlag,nextInvoiceTotalRecurringAmount]"
-INVOICE_MASK = "mask[id,typeCode,statusCode,createDate,invoiceTotalAmount]"
-ACCOUNT_MASK = (
-    "mask[id,companyName,balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,"
-    "nextInvoiceTotalOneTimeAmount,nextInvoiceTotalOneTimeTaxAmount,"
-    "nextInvoiceTotalRecurringTaxAmount,nextInvoiceTopLevelBillingItemCount]"
-)
+# The exact masks our poller sends (exporter/wire.py), so both sides fetch the same bytes.
 _INVOICE_FIELDS = (
     "id,typeCode,statusCode,createDate,closedDate,invoiceTotalAmount,invoiceTotalPreTaxAmount,"
     "invoiceTotalRecurringAmount,invoiceTotalOneTimeAmount,invoiceTotalOneTimeTaxAmount,"
     "invoiceTotalRecurringTaxAmount,payment,itemCount"
 )
-LATEST_MASK = f"mask[latestRecurringInvoice[{_INVOICE_FIELDS}]]"
-PENDING_MASK = f"mask[pendingInvoice[{_INVOICE_FIELDS}]]"
+ACCOUNT_MASK = (
+    "mask[id,companyName,balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,"
+    "nextInvoiceTotalOneTimeAmount,nextInvoiceTotalOneTimeTaxAmount,"
+    "nextInvoiceTotalRecurringTaxAmount,nextInvoiceTopLevelBillingItemCount,"
+    f"latestRecurringInvoice[{_INVOICE_FIELDS}],pendingInvoice[{_INVOICE_FIELDS}]]"
+)
+INVOICE_MASK = "mask[id,typeCode,statusCode,createDate,invoiceTotalAmount]"
+ITEM_MASK = "mask[id,categoryCode,hourlyFlag,nextInvoiceTotalRecurringAmount,category[name]]"
 
 
 class RateLimitRetry:
@@ -101,10 +101,8 @@ def refresh(
     )
     result = BaselineResult()
 
-    # The three single-object sources: account totals, latest recurring and pending invoice.
+    # One getObject feeds account totals, the latest recurring and the pending invoice.
     client.call("Account", "getObject", mask=ACCOUNT_MASK)
-    client.call("Account", "getObject", mask=LATEST_MASK)
-    client.call("Account", "getObject", mask=PENDING_MASK)
 
     now = time.time()
     result.since = now - lookback_seconds
