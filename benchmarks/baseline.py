@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -79,9 +79,22 @@ def _money(value: Any) -> Decimal:
     return Decimal(str(value)) if value is not None else Decimal(0)
 
 
-def _filter_date(moment: datetime) -> str:
-    """SoftLayer's ``MM/DD/YYYY HH:MM:SS`` filter format, in the API's Central time offset."""
-    return moment.strftime("%m/%d/%Y %H:%M:%S")
+ORDER_BY_ID = {"operation": "orderBy", "options": [{"name": "sort", "value": ["ASC"]}]}
+
+
+def _invoice_filter(since: datetime) -> dict[str, Any]:
+    """The poller's filter: created after ``since`` minus a day (the API's date filter is
+    coarse and zone-dependent, so both cut exactly on the client side), ordered by id."""
+    start = since - timedelta(days=1)
+    return {
+        "invoices": {
+            "createDate": {
+                "operation": "greaterThanDate",
+                "options": [{"name": "date", "value": [start.strftime("%m/%d/%Y %H:%M:%S")]}],
+            },
+            "id": ORDER_BY_ID,
+        }
+    }
 
 
 def refresh(
@@ -113,25 +126,23 @@ def refresh(
         iter=True,
         limit=page_size,
         mask=INVOICE_MASK,
-        filter={
-            "invoices": {
-                "createDate": {
-                    "operation": "greaterThanDate",
-                    "options": [{"name": "date", "value": [_filter_date(since)]}],
-                }
-            }
-        },
+        filter=_invoice_filter(since),
     )
     for invoice in invoices:
         created = datetime.fromisoformat(invoice["createDate"])
-        if created < since:  # filters fail open on the real API; never count outside the window
+        if created < since:  # the filter asked for a day more; cut exactly here
             continue
         key = f"{invoice['typeCode']}/{invoice['statusCode']}"
         result.window_counts[key] = result.window_counts.get(key, 0) + 1
         result.window_amount += _money(invoice.get("invoiceTotalAmount"))
 
     items = client.call(
-        "Account", "getNextInvoiceTopLevelBillingItems", iter=True, limit=page_size, mask=ITEM_MASK
+        "Account",
+        "getNextInvoiceTopLevelBillingItems",
+        iter=True,
+        limit=page_size,
+        mask=ITEM_MASK,
+        filter={"nextInvoiceTopLevelBillingItems": {"id": ORDER_BY_ID}},
     )
     amounts: dict[str, Decimal] = defaultdict(Decimal)
     hourly: dict[str, int] = defaultdict(int)
