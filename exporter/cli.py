@@ -1,0 +1,206 @@
+"""Command line: ``softlayer-billing-exporter [--config.file F] [--demo] [--once] ...``.
+
+Flags follow Prometheus conventions (``--web.listen-address``, ``--log.level``). Exit codes:
+0 on a clean shutdown (SIGTERM/SIGINT) or, with ``--once``, when every source succeeded;
+1 when a ``--once`` poll had failures or the server could not start; 2 for invalid flags or
+configuration, with every problem listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+import structlog
+from prometheus_client import generate_latest
+
+from exporter import __version__
+from exporter.config import Config, ConfigError, load_config
+from exporter.logs import LOG_FORMATS, LOG_LEVELS, configure_logging, register_secret
+from exporter.metrics import build_registry
+from exporter.server import DEFAULT_PORT, create_app, parse_listen_address, start_server
+from exporter.snapshot import ExporterState
+from exporter.webconfig import WebConfig, WebConfigError, load_web_config
+
+__all__ = ["build_parser", "main"]
+
+PROG = "softlayer-billing-exporter"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+_log = structlog.get_logger()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Prometheus exporter for SoftLayer (IBM Cloud classic infrastructure) billing.",
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        metavar="PATH",
+        help="YAML configuration (see config.example.yaml); required unless --demo",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=f":{DEFAULT_PORT}",
+        metavar="[HOST]:PORT",
+        help=f"address to serve on (default :{DEFAULT_PORT}, all interfaces)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        help="exporter-toolkit web config: TLS and bcrypt basic auth",
+    )
+    parser.add_argument("--log.level", dest="log_level", choices=LOG_LEVELS, default="info")
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        choices=LOG_FORMATS,
+        default="auto",
+        help="auto: JSON unless stderr is a terminal",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="start an embedded SoftLayer simulator with a generated account and poll it",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="poll once, print the exposition to stdout, exit 0 if every source succeeded",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+class _UsageError(Exception):
+    """Invalid flags or configuration: printed, exit 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the exporter; return the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.config_file is None and not args.demo:
+            msg = "--config.file is required (or --demo for a demonstration)"
+            raise _UsageError(msg)
+        configure_logging(args.log_level, args.log_format)
+        host, port, web_config, base = _inputs(args)
+    except _UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.demo:
+        from exporter.demo import run_demo  # noqa: PLC0415  the simulator only loads for --demo
+
+        return asyncio.run(run_demo(base, host, port, web_config, once=args.once))
+    assert base is not None  # noqa: S101  checked above: no --demo means a config file
+    for account in base.accounts:
+        register_secret(account.auth.api_key.reveal())
+    if args.once:
+        return asyncio.run(poll_once(base, sys.stdout))
+    return asyncio.run(serve(base, host, port, web_config))
+
+
+def _inputs(args: argparse.Namespace) -> tuple[str | None, int, WebConfig | None, Config | None]:
+    """Validate the listen address, web config and config file; every error is a usage error."""
+    try:
+        host, port = parse_listen_address(args.listen_address)
+    except ValueError as exc:
+        msg = f"--web.listen-address: {exc}"
+        raise _UsageError(msg) from None
+    web_config: WebConfig | None = None
+    if args.web_config_file is not None:
+        try:
+            web_config = load_web_config(args.web_config_file)
+        except WebConfigError as exc:
+            raise _UsageError(str(exc)) from None
+    base: Config | None = None
+    if args.config_file is not None:
+        try:
+            # --demo swaps in the simulator's credentials, so the file's need not resolve.
+            base = load_config(args.config_file, resolve_secrets=not args.demo)
+        except ConfigError as exc:
+            raise _UsageError(str(exc)) from None
+    return host, port, web_config, base
+
+
+async def poll_once(config: Config, out: TextIO) -> int:
+    """Poll every account once, print the text exposition, and tell whether all succeeded."""
+    from exporter.poller import Poller  # noqa: PLC0415  keeps --help and config errors fast
+
+    state = ExporterState(tuple(a.name for a in config.accounts))
+    poller = Poller(config, state)
+    try:
+        ok = await poller.poll_once()
+    finally:
+        await poller.aclose()
+    registry = build_registry(state, poller.api_stats, config, process_metrics=False)
+    out.write(generate_latest(registry).decode("utf-8"))
+    out.flush()
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+async def serve(
+    config: Config,
+    host: str | None,
+    port: int,
+    web_config: WebConfig | None,
+    *,
+    banner: list[str] | None = None,
+) -> int:
+    """Serve until SIGTERM or SIGINT, polling in the background; 0 on a clean shutdown."""
+    from exporter.poller import Poller  # noqa: PLC0415  keeps --help and config errors fast
+
+    state = ExporterState(tuple(a.name for a in config.accounts))
+    poller = Poller(config, state)
+    registry = build_registry(state, poller.api_stats, config)
+    app = create_app(state, registry, poller=poller, web_config=web_config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        try:
+            runner, urls = await start_server(app, host, port, web_config)
+        except OSError as exc:
+            _log.error("listen_failed", address=f"{host or ''}:{port}", error=str(exc))
+            await poller.aclose()
+            return EXIT_FAILED
+        _log.info("listening", urls=urls, accounts=[a.name for a in config.accounts])
+        if banner is not None:
+            print_banner(banner, urls)
+        await stop.wait()
+        _log.info("shutting_down")
+        # Stops accepting, then runs cleanup_ctx: the poll is cancelled, the session closed.
+        await runner.cleanup()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(RuntimeError):
+                loop.remove_signal_handler(signum)
+    return EXIT_OK
+
+
+def print_banner(lines: list[str], urls: list[str]) -> None:
+    """Print the demo banner; ``{base}`` in a line becomes the exporter's base URL."""
+    base = display_url(urls)
+    for line in lines:
+        print(line.format(base=base), flush=True)
+
+
+def display_url(urls: list[str]) -> str:
+    """Pick a URL a person can open: the first bound address, loopback for "anywhere"."""
+    if not urls:
+        return f"http://127.0.0.1:{DEFAULT_PORT}"
+    url = urls[0]
+    for anywhere in ("0.0.0.0", "[::]"):  # noqa: S104  recognising, not binding
+        url = url.replace(f"//{anywhere}:", "//127.0.0.1:")
+    return url

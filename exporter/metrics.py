@@ -1,0 +1,454 @@
+"""The metrics collector: renders the published snapshots as Prometheus metric families.
+
+:class:`SnapshotCollector` is a custom prometheus-client collector. Each ``collect()``
+reads ``ExporterState.accounts`` once and builds fresh families from that one consistent
+view, the API statistics and the configured thresholds. It never calls SoftLayer, never
+awaits and never blocks, so it is safe to run on the event loop at scrape time, and
+accounts or categories that disappear drop out on their own.
+
+Billing metrics are cached between polls (the poller refreshes them every
+``poll_interval``), and their HELP says so; freshness is exported as
+``softlayer_source_last_success_timestamp_seconds``, never as sample timestamps.
+Every family and HELP text here is documented in ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Final, Protocol
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.config import Config
+from exporter.snapshot import (
+    INVOICE_STATUSES,
+    INVOICE_TYPES,
+    AccountSnapshot,
+    ExporterState,
+    InvoiceSummary,
+)
+
+__all__ = ["CACHED", "ApiStatsView", "SnapshotCollector", "build_registry"]
+
+#: Suffix of the HELP text of every metric served from the poll cache.
+CACHED: Final = "(cached; refreshed every poll interval)"
+
+
+class ApiStatsView(Protocol):
+    """What the collector reads from :class:`exporter.api_stats.ApiStats`."""
+
+    @property
+    def requests(self) -> Mapping[tuple[str, str, str], int]:
+        """``(account, method, code) -> count``."""
+        ...
+
+    @property
+    def errors(self) -> Mapping[tuple[str, str], int]:
+        """``(account, reason) -> count``."""
+        ...
+
+    @property
+    def methods(self) -> Iterable[str]:
+        """Method names seen so far."""
+        ...
+
+    def duration_histogram(self, method: str) -> tuple[list[tuple[float, int]], float, int]:
+        """``(cumulative buckets, sum, count)`` of one method."""
+        ...
+
+
+def _usd(amount: Decimal) -> float:
+    # Decimal all the way here; binary floating point only in the exposition.
+    return float(amount)
+
+
+def _ts(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def _gauge(name: str, help_text: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, labels=labels)
+
+
+class _InvoiceFamilies:
+    """The ``softlayer_invoice_*`` families, filled for the latest recurring and pending invoice."""
+
+    LABELS: Final = ["account", "invoice", "invoice_type", "status"]
+
+    def __init__(self) -> None:
+        def cached(name: str, text: str) -> GaugeMetricFamily:
+            return _gauge(name, f"{text} {CACHED}.", self.LABELS)
+
+        self.total = cached("softlayer_invoice_total_usd", "Invoice total including tax")
+        self.pre_tax = cached("softlayer_invoice_pre_tax_usd", "Invoice total before tax")
+        self.recurring = cached("softlayer_invoice_recurring_usd", "Recurring charges, before tax")
+        self.one_time = cached(
+            "softlayer_invoice_one_time_usd", "One-time, setup and labor charges, before tax"
+        )
+        self.tax = cached("softlayer_invoice_tax_usd", "Tax on the invoice")
+        self.payments = cached("softlayer_invoice_payments_usd", "Payments applied to the invoice")
+        self.open_balance = cached(
+            "softlayer_invoice_open_balance_usd",
+            "Invoice total minus payments: what is still owed",
+        )
+        self.items = cached(
+            "softlayer_invoice_items", "Billing items on the invoice, children included"
+        )
+        self.created = cached(
+            "softlayer_invoice_created_timestamp_seconds",
+            "When the invoice was created, unix time",
+        )
+        self.closed = cached(
+            "softlayer_invoice_closed_timestamp_seconds",
+            "When the invoice was closed, unix time; absent while open",
+        )
+
+    def add(self, account: str, which: str, invoice: InvoiceSummary) -> None:
+        labels = [account, which, invoice.type_code, invoice.status_code]
+        self.total.add_metric(labels, _usd(invoice.total_usd))
+        self.pre_tax.add_metric(labels, _usd(invoice.pre_tax_usd))
+        self.recurring.add_metric(labels, _usd(invoice.recurring_usd))
+        self.one_time.add_metric(labels, _usd(invoice.one_time_usd))
+        self.tax.add_metric(labels, _usd(invoice.tax_usd))
+        self.payments.add_metric(labels, _usd(invoice.payments_usd))
+        self.open_balance.add_metric(labels, _usd(invoice.open_balance_usd))
+        self.items.add_metric(labels, invoice.item_count)
+        self.created.add_metric(labels, _ts(invoice.created))
+        if invoice.closed is not None:
+            self.closed.add_metric(labels, _ts(invoice.closed))
+
+    def families(self) -> Iterator[Metric]:
+        yield from (
+            self.total,
+            self.pre_tax,
+            self.recurring,
+            self.one_time,
+            self.tax,
+            self.payments,
+            self.open_balance,
+            self.items,
+            self.created,
+            self.closed,
+        )
+
+
+class SnapshotCollector(Collector):
+    """Yields every family of ``docs/metrics.md`` from the current snapshots.
+
+    Example output (abridged)::
+
+        # HELP softlayer_account_balance_usd Amount owed on the account; negative when
+        #   overpaid (cached; refreshed every poll interval).
+        # TYPE softlayer_account_balance_usd gauge
+        softlayer_account_balance_usd{account="production"} 1234.56
+        # HELP softlayer_source_up 1 if the source's latest attempt succeeded; ...
+        # TYPE softlayer_source_up gauge
+        softlayer_source_up{account="production",source="invoices"} 1.0
+    """
+
+    def __init__(
+        self, state: ExporterState, poller_api_stats: ApiStatsView | None, config: Config
+    ) -> None:
+        self._state = state
+        self._api_stats = poller_api_stats
+        self._config = config
+
+    def collect(self) -> Iterator[Metric]:
+        """Build fresh families from one read of the published snapshots."""
+        snapshots = list(self._state.accounts.values())  # read once: one consistent view
+        yield from self._account(snapshots)
+        yield from self._invoices(snapshots)
+        yield from self._window(snapshots)
+        yield from self._next_invoice(snapshots)
+        yield from self._thresholds()
+        yield from self._health(snapshots)
+        yield from self._api()
+        yield self._build_info()
+
+    def _account(self, snapshots: list[AccountSnapshot]) -> Iterator[Metric]:
+        info = InfoMetricFamily(
+            "softlayer_account",
+            f"SoftLayer account identity {CACHED}.",
+            labels=["account", "account_id", "company_name"],
+        )
+        balance = _gauge(
+            "softlayer_account_balance_usd",
+            f"Amount owed on the account; negative when overpaid {CACHED}.",
+            ["account"],
+        )
+        for snap in snapshots:
+            if snap.summary is None:
+                continue
+            info.add_metric(
+                [snap.name, str(snap.summary.account_id), snap.summary.company_name], {}
+            )
+            balance.add_metric([snap.name], _usd(snap.summary.balance_usd))
+        yield info
+        yield balance
+
+    def _invoices(self, snapshots: list[AccountSnapshot]) -> Iterator[Metric]:
+        invoices = _InvoiceFamilies()
+        present = _gauge(
+            "softlayer_pending_invoice_present",
+            f"1 if the account has an open (pending) invoice {CACHED}.",
+            ["account"],
+        )
+        for snap in snapshots:
+            if snap.latest_recurring_invoice is not None:
+                invoices.add(snap.name, "latest_recurring", snap.latest_recurring_invoice)
+            if snap.pending_invoice is not None:
+                pending = snap.pending_invoice.invoice
+                present.add_metric([snap.name], 0 if pending is None else 1)
+                if pending is not None:
+                    invoices.add(snap.name, "pending", pending)
+        yield from invoices.families()
+        yield present
+
+    def _window(self, snapshots: list[AccountSnapshot]) -> Iterator[Metric]:
+        labels = ["account", "invoice_type", "status"]
+        count = _gauge(
+            "softlayer_recent_invoices",
+            f"Invoices created within the look-back window {CACHED}.",
+            labels,
+        )
+        amount = _gauge(
+            "softlayer_recent_invoices_amount_usd",
+            f"Sum of invoiceTotalAmount of those invoices {CACHED}.",
+            labels,
+        )
+        window = _gauge(
+            "softlayer_recent_invoices_window_seconds",
+            "Length of the look-back window (configured invoice_lookback).",
+            ["account"],
+        )
+        for snap in snapshots:
+            window.add_metric([snap.name], self._config.invoice_lookback_seconds)
+            if snap.invoices is None:
+                continue
+            # Every type x status, zeros included, whatever the poller put in the mapping.
+            for type_code in INVOICE_TYPES:
+                for status in INVOICE_STATUSES:
+                    key = (type_code, status)
+                    count.add_metric([snap.name, *key], snap.invoices.counts.get(key, 0))
+                    amount.add_metric(
+                        [snap.name, *key], _usd(snap.invoices.amounts_usd.get(key, Decimal(0)))
+                    )
+        yield count
+        yield amount
+        yield window
+
+    def _next_invoice(self, snapshots: list[AccountSnapshot]) -> Iterator[Metric]:
+        def account_gauge(name: str, text: str) -> GaugeMetricFamily:
+            return _gauge(name, f"{text} {CACHED}.", ["account"])
+
+        pre_tax = account_gauge(
+            "softlayer_next_invoice_pre_tax_usd",
+            "Pre-tax total of the next invoice, assuming no changes",
+        )
+        recurring = account_gauge(
+            "softlayer_next_invoice_recurring_usd", "Recurring part of the next invoice"
+        )
+        one_time = account_gauge(
+            "softlayer_next_invoice_one_time_usd", "One-time part of the next invoice"
+        )
+        tax = account_gauge("softlayer_next_invoice_tax_usd", "Tax on the next invoice")
+        items = account_gauge(
+            "softlayer_next_invoice_items", "Top-level billing items on the next invoice"
+        )
+        category_usd = _gauge(
+            "softlayer_next_invoice_category_usd",
+            f"Next-invoice recurring cost of a billing category, children included {CACHED}.",
+            ["account", "category"],
+        )
+        category_items = _gauge(
+            "softlayer_next_invoice_category_items",
+            f"Top-level billing items of a category on the next invoice {CACHED}.",
+            ["account", "category", "billing"],
+        )
+        category_info = InfoMetricFamily(
+            "softlayer_billing_category",
+            f"Human name of a billing category code {CACHED}.",
+            labels=["account", "category", "category_name"],
+        )
+        folded = account_gauge(
+            "softlayer_next_invoice_folded_categories",
+            'Categories beyond top_categories summed into category="other"',
+        )
+        for snap in snapshots:
+            if snap.summary is not None:
+                summary = snap.summary
+                pre_tax.add_metric([snap.name], _usd(summary.next_invoice_pre_tax_usd))
+                recurring.add_metric([snap.name], _usd(summary.next_invoice_recurring_usd))
+                one_time.add_metric([snap.name], _usd(summary.next_invoice_one_time_usd))
+                tax.add_metric([snap.name], _usd(summary.next_invoice_tax_usd))
+                items.add_metric([snap.name], summary.next_invoice_item_count)
+            if snap.next_invoice is not None:
+                for category in snap.next_invoice.categories:
+                    labels = [snap.name, category.code]
+                    category_usd.add_metric(labels, _usd(category.amount_usd))
+                    category_items.add_metric([*labels, "hourly"], category.hourly_items)
+                    category_items.add_metric([*labels, "monthly"], category.monthly_items)
+                    category_info.add_metric([*labels, category.name or category.code], {})
+                folded.add_metric([snap.name], snap.next_invoice.folded_categories)
+        yield from (pre_tax, recurring, one_time, tax, items)
+        yield from (category_usd, category_items, category_info, folded)
+
+    def _thresholds(self) -> Iterator[Metric]:
+        usd = _gauge(
+            "softlayer_alert_threshold_usd",
+            "Alert threshold in USD from the configuration.",
+            ["account", "kind"],
+        )
+        seconds = _gauge(
+            "softlayer_alert_threshold_seconds",
+            "Alert threshold in seconds from the configuration.",
+            ["account", "kind"],
+        )
+        ratio = _gauge(
+            "softlayer_alert_threshold_ratio",
+            "Alert threshold ratio from the configuration.",
+            ["account", "kind"],
+        )
+        for account in self._config.accounts:
+            limits = account.thresholds
+            for kind, amount in (
+                ("open_invoice_balance", limits.open_invoice_balance_usd),
+                ("account_balance", limits.account_balance_usd),
+                ("monthly_budget", limits.monthly_budget_usd),
+            ):
+                if amount is not None:  # null disables the alert: no series at all
+                    usd.add_metric([account.name, kind], _usd(amount))
+            if limits.pending_invoice_max_age_seconds is not None:
+                seconds.add_metric(
+                    [account.name, "pending_invoice_age"], limits.pending_invoice_max_age_seconds
+                )
+            for kind, value in (
+                ("forecast_surge", limits.forecast_surge_ratio),
+                ("category_surge", limits.category_surge_ratio),
+            ):
+                if value is not None:
+                    ratio.add_metric([account.name, kind], value)
+        yield from (usd, seconds, ratio)
+
+    def _health(self, snapshots: list[AccountSnapshot]) -> Iterator[Metric]:
+        up = _gauge(
+            "softlayer_up",
+            "1 if every source of the account succeeded on its latest attempt.",
+            ["account"],
+        )
+        source_up = _gauge(
+            "softlayer_source_up",
+            "1 if the source's latest attempt succeeded; "
+            "its metrics keep the last good values otherwise.",
+            ["account", "source"],
+        )
+        last_success = _gauge(
+            "softlayer_source_last_success_timestamp_seconds",
+            "Unix time of the source's latest successful poll.",
+            ["account", "source"],
+        )
+        last_attempt = _gauge(
+            "softlayer_source_last_attempt_timestamp_seconds",
+            "Unix time of the source's latest poll attempt.",
+            ["account", "source"],
+        )
+        duration = _gauge(
+            "softlayer_poll_duration_seconds",
+            "Wall time of the account's latest poll cycle.",
+            ["account"],
+        )
+        next_poll = _gauge(
+            "softlayer_next_poll_timestamp_seconds",
+            "Unix time the account's next poll cycle is due.",
+            ["account"],
+        )
+        for snap in snapshots:
+            up.add_metric([snap.name], 1 if snap.up else 0)
+            for source, status in snap.sources.items():
+                labels = [snap.name, str(source)]
+                source_up.add_metric(labels, 1 if status.up else 0)
+                last_attempt.add_metric(labels, status.last_attempt)
+                if status.last_success is not None:
+                    last_success.add_metric(labels, status.last_success)
+            if snap.poll_duration_seconds is not None:
+                duration.add_metric([snap.name], snap.poll_duration_seconds)
+            if snap.next_poll is not None:
+                next_poll.add_metric([snap.name], snap.next_poll)
+        yield from (up, source_up, last_success, last_attempt, duration, next_poll)
+
+    def _api(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "softlayer_api_requests_total",
+            'SoftLayer API requests by method and HTTP status (code="none" when no response '
+            "arrived).",
+            labels=["account", "method", "code"],
+        )
+        errors = CounterMetricFamily(
+            "softlayer_api_errors_total",
+            "Failed SoftLayer API requests by reason: auth, rate_limited, timeout, server, "
+            "client, decode, network.",
+            labels=["account", "reason"],
+        )
+        latency = HistogramMetricFamily(
+            "softlayer_api_request_duration_seconds",
+            "Latency of SoftLayer API requests.",
+            labels=["method"],
+        )
+        stats = self._api_stats
+        if stats is not None:
+            for (account, method, code), count in sorted(stats.requests.items()):
+                requests.add_metric([account, method, code], count)
+            for (account, reason), count in sorted(stats.errors.items()):
+                errors.add_metric([account, reason], count)
+            for method in stats.methods:
+                buckets, total, _count = stats.duration_histogram(method)
+                latency.add_metric(
+                    [method],
+                    [(_le(bound), count) for bound, count in buckets],
+                    total,
+                )
+        yield from (requests, errors, latency)
+
+    @staticmethod
+    def _build_info() -> Metric:
+        info = InfoMetricFamily(
+            "softlayer_exporter_build",
+            "Build information of the exporter.",
+            labels=["version", "python_version"],
+        )
+        info.add_metric([__version__, platform.python_version()], {})
+        return info
+
+
+def build_registry(
+    state: ExporterState,
+    poller_api_stats: ApiStatsView | None,
+    config: Config,
+    *,
+    process_metrics: bool = True,
+) -> CollectorRegistry:
+    """Build a private registry with the snapshot collector (and ``process_*`` metrics)."""
+    # auto_describe off: describe() would call collect() at registration, which is pointless
+    # for a collector whose families depend on the data.
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(state, poller_api_stats, config))
+    if process_metrics:
+        ProcessCollector(registry=registry)
+    return registry

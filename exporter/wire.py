@@ -1,0 +1,461 @@
+"""Parsing SoftLayer wire JSON into the snapshot records of :mod:`exporter.snapshot`.
+
+The wire is loose (see ``softlayer-api.md``): decimals come as strings (``".048"``) or as
+JSON numbers, dates carry varying UTC offsets, unset properties are ``null`` or simply
+absent, and ``pendingInvoice`` is missing when no invoice is open. Everything here either
+returns records whose numbers are exactly what the wire said, or raises :class:`DecodeError`
+naming the offending path. Nothing guesses: a missing amount is an error, never a zero.
+
+The JSON must be decoded with ``parse_float=Decimal`` (as the client does) so that numbers
+such as ``40.32`` never pass through binary floating point.
+
+Next-invoice items and invoice lists arrive page by page; :class:`CategoryAggregator` and
+:class:`InvoiceWindowAggregator` fold each page into running totals, so the items of a
+100,000-item account are never all held at once.
+"""
+
+from __future__ import annotations
+
+import decimal
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, Final
+
+from exporter.snapshot import (
+    INVOICE_STATUSES,
+    INVOICE_TYPES,
+    OTHER_CATEGORY,
+    AccountSummary,
+    CategoryTotals,
+    InvoiceSummary,
+    InvoiceWindow,
+    NextInvoiceBreakdown,
+    PendingInvoice,
+)
+
+__all__ = [
+    "ACCOUNT_MASK",
+    "INVOICE_FIELDS",
+    "NEXT_INVOICE_ITEM_MASK",
+    "WINDOW_INVOICE_MASK",
+    "CategoryAggregator",
+    "DecodeError",
+    "InvoiceWindowAggregator",
+    "parse_account_summary",
+    "parse_bool",
+    "parse_datetime",
+    "parse_decimal",
+    "parse_int",
+    "parse_invoice",
+    "parse_latest_recurring_invoice",
+    "parse_pending_invoice",
+]
+
+#: Billing_Invoice properties behind :class:`InvoiceSummary`. Naming local properties drops
+#: the other local ones (address, names...) from the payload.
+INVOICE_FIELDS: Final = (
+    "id,typeCode,statusCode,createDate,closedDate,invoiceTotalAmount,invoiceTotalPreTaxAmount,"
+    "invoiceTotalRecurringAmount,invoiceTotalOneTimeAmount,invoiceTotalOneTimeTaxAmount,"
+    "invoiceTotalRecurringTaxAmount,payment,itemCount"
+)
+#: One ``SoftLayer_Account::getObject`` feeds three sources: account, latest recurring
+#: invoice and pending invoice (see docs/metrics.md, "Sources").
+ACCOUNT_MASK: Final = (
+    "mask[id,companyName,balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,"
+    "nextInvoiceTotalOneTimeAmount,nextInvoiceTotalOneTimeTaxAmount,"
+    "nextInvoiceTotalRecurringTaxAmount,nextInvoiceTopLevelBillingItemCount,"
+    f"latestRecurringInvoice[{INVOICE_FIELDS}],pendingInvoice[{INVOICE_FIELDS}]]"
+)
+#: ``getInvoices`` inside the look-back window: only what the per-type/status sums need.
+WINDOW_INVOICE_MASK: Final = "mask[id,typeCode,statusCode,createDate,invoiceTotalAmount]"
+#: ``getNextInvoiceTopLevelBillingItems``: ``nextInvoiceTotalRecurringAmount`` includes the
+#: children, so the children themselves are never fetched.
+NEXT_INVOICE_ITEM_MASK: Final = (
+    "mask[id,categoryCode,hourlyFlag,nextInvoiceTotalRecurringAmount,category[name]]"
+)
+
+#: Amounts beyond a quadrillion dollars, or finer than 1e-10, are not billing data. The bounds
+#: keep every sum and difference exact even in Decimal's default 28-digit context.
+_MAX_AMOUNT_DIGITS: Final = 15
+_MAX_FRACTION_DIGITS: Final = 10
+_MAX_INT: Final = 2**63
+_DECIMAL_STRING = re.compile(r"[+-]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})")
+_INT_STRING = re.compile(r"[+-]?\d{1,19}")
+#: Sums run in a context wide enough that adding bounded amounts never rounds.
+_SUM: Final = decimal.Context(prec=80, traps=[decimal.InvalidOperation, decimal.Overflow])
+_SHOWN_CHARS: Final = 40
+
+
+class DecodeError(ValueError):
+    """A response that does not have the shape or types the exporter relies on."""
+
+    reason: Final = "decode"
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def _describe(value: object) -> str:
+    """Describe an unexpected wire value briefly (bounded length)."""
+    if isinstance(value, str):
+        shown = value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "..."
+        return f"string {shown!r}"
+    if isinstance(value, (dict, list)):
+        return type(value).__name__
+    if value is None:
+        return "null"
+    return f"{type(value).__name__} {str(value)[:_SHOWN_CHARS]}"
+
+
+def _object(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise DecodeError(path, f"expected an object, got {_describe(value)}")
+    return value
+
+
+def _field(obj: Mapping[str, Any], key: str, path: str) -> Any:
+    if key not in obj:
+        raise DecodeError(f"{path}.{key}" if path else key, "missing")
+    return obj[key]
+
+
+def parse_decimal(value: Any, path: str) -> Decimal:
+    """Parse a USD amount from a decimal string (``".048"``, ``"-5"``) or a JSON number."""
+    result = _to_decimal(value, path)
+    if not result.is_finite():
+        raise DecodeError(path, f"expected a finite decimal, got {_describe(value)}")
+    # adjusted() compares magnitudes without arithmetic, which could overflow the context.
+    if not result.is_zero() and result.adjusted() >= _MAX_AMOUNT_DIGITS:
+        raise DecodeError(path, "amount out of range")
+    _sign, digits, exponent = result.as_tuple()
+    if not isinstance(exponent, int):  # pragma: no cover  (finite, checked above)
+        raise DecodeError(path, "not a finite decimal")
+    # Trailing zeros ("1.50000000000000") are harmless; real excess precision is not.
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    if -(exponent + trailing_zeros) > _MAX_FRACTION_DIGITS:
+        raise DecodeError(path, "more than 10 decimal places")
+    if result.is_zero():
+        return Decimal(0)  # no "-0" on the wire or in the exposition
+    return result
+
+
+def _to_decimal(value: Any, path: str) -> Decimal:
+    if isinstance(value, bool):
+        raise DecodeError(path, f"expected a decimal, got {_describe(value)}")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        if abs(value) >= 10**_MAX_AMOUNT_DIGITS:
+            raise DecodeError(path, "amount out of range")
+        result = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise DecodeError(path, f"expected a finite decimal, got {_describe(value)}")
+        result = Decimal(repr(value))
+    elif isinstance(value, str):
+        text = value.strip()
+        if not _DECIMAL_STRING.fullmatch(text):
+            raise DecodeError(path, f"expected a decimal, got {_describe(value)}")
+        result = Decimal(text)
+    else:
+        raise DecodeError(path, f"expected a decimal, got {_describe(value)}")
+    return result
+
+
+def parse_int(value: Any, path: str, *, minimum: int = 0) -> int:
+    """Parse an id or count: a JSON integer (or an integral decimal, or a digit string)."""
+    if isinstance(value, bool):
+        raise DecodeError(path, f"expected an integer, got {_describe(value)}")
+    if isinstance(value, int):
+        result = value
+    elif (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and (value.is_zero() or value.adjusted() < 19)
+        and value == value.to_integral_value()
+    ):
+        result = int(value)
+    elif isinstance(value, str) and _INT_STRING.fullmatch(value.strip()):
+        result = int(value.strip())
+    else:
+        raise DecodeError(path, f"expected an integer, got {_describe(value)}")
+    if not minimum <= result < _MAX_INT:
+        raise DecodeError(path, f"integer out of range: {result}")
+    return result
+
+
+def parse_bool(value: Any, path: str) -> bool:
+    """Parse a flag: JSON true/false, or the 0/1 integers some SoftLayer flags use."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise DecodeError(path, f"expected a boolean, got {_describe(value)}")
+
+
+def parse_str(value: Any, path: str) -> str:
+    """Parse a string property."""
+    if not isinstance(value, str):
+        raise DecodeError(path, f"expected a string, got {_describe(value)}")
+    return value
+
+
+def parse_datetime(value: Any, path: str) -> datetime:
+    """Parse an ISO-8601 timestamp with an offset (``2021-11-24T15:07:42-06:00``)."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise DecodeError(path, f"expected a timestamp, got {_describe(value)}")
+    try:
+        result = datetime.fromisoformat(value)
+    except ValueError:
+        raise DecodeError(path, f"expected a timestamp, got {_describe(value)}") from None
+    if result.tzinfo is None or result.utcoffset() is None:
+        # A wall-clock time without an offset is ambiguous; guessing would shift it by hours.
+        raise DecodeError(path, f"timestamp without a UTC offset: {_describe(value)}")
+    return result
+
+
+def _optional_datetime(value: Any, path: str) -> datetime | None:
+    return None if value is None else parse_datetime(value, path)
+
+
+def _sum(*amounts: Decimal) -> Decimal:
+    total = Decimal(0)
+    for amount in amounts:
+        total = _SUM.add(total, amount)
+    return total
+
+
+def parse_invoice(value: Any, path: str) -> InvoiceSummary:
+    """One Billing_Invoice fetched with :data:`INVOICE_FIELDS`."""
+    obj = _object(value, path)
+
+    def money(key: str) -> Decimal:
+        return parse_decimal(_field(obj, key, path), f"{path}.{key}")
+
+    return InvoiceSummary(
+        invoice_id=parse_int(_field(obj, "id", path), f"{path}.id"),
+        type_code=parse_str(_field(obj, "typeCode", path), f"{path}.typeCode"),
+        status_code=parse_str(_field(obj, "statusCode", path), f"{path}.statusCode"),
+        created=parse_datetime(_field(obj, "createDate", path), f"{path}.createDate"),
+        closed=_optional_datetime(obj.get("closedDate"), f"{path}.closedDate"),
+        total_usd=money("invoiceTotalAmount"),
+        pre_tax_usd=money("invoiceTotalPreTaxAmount"),
+        recurring_usd=money("invoiceTotalRecurringAmount"),
+        one_time_usd=money("invoiceTotalOneTimeAmount"),
+        tax_usd=_sum(
+            money("invoiceTotalOneTimeTaxAmount"), money("invoiceTotalRecurringTaxAmount")
+        ),
+        # SoftLayer leaves ``payment`` null on invoices nothing was paid on yet.
+        payments_usd=(
+            Decimal(0)
+            if obj.get("payment") is None
+            else parse_decimal(obj["payment"], f"{path}.payment")
+        ),
+        item_count=parse_int(_field(obj, "itemCount", path), f"{path}.itemCount"),
+    )
+
+
+def parse_account_summary(value: Any) -> AccountSummary:
+    """Parse the account source from getObject fetched with :data:`ACCOUNT_MASK`."""
+    obj = _object(value, "account")
+
+    def money(key: str) -> Decimal:
+        return parse_decimal(_field(obj, key, "account"), f"account.{key}")
+
+    company = obj.get("companyName")
+    return AccountSummary(
+        account_id=parse_int(_field(obj, "id", "account"), "account.id"),
+        company_name="" if company is None else parse_str(company, "account.companyName"),
+        balance_usd=money("balance"),
+        next_invoice_pre_tax_usd=money("nextInvoiceTotalAmount"),
+        next_invoice_recurring_usd=money("nextInvoiceTotalRecurringAmount"),
+        next_invoice_one_time_usd=money("nextInvoiceTotalOneTimeAmount"),
+        next_invoice_tax_usd=_sum(
+            money("nextInvoiceTotalOneTimeTaxAmount"), money("nextInvoiceTotalRecurringTaxAmount")
+        ),
+        next_invoice_item_count=parse_int(
+            _field(obj, "nextInvoiceTopLevelBillingItemCount", "account"),
+            "account.nextInvoiceTopLevelBillingItemCount",
+        ),
+    )
+
+
+def parse_latest_recurring_invoice(value: Any) -> InvoiceSummary | None:
+    """Parse the latest RECURRING invoice; ``None`` for an account that never had one."""
+    obj = _object(value, "account")
+    invoice = obj.get("latestRecurringInvoice")
+    if invoice is None:
+        return None
+    return parse_invoice(invoice, "account.latestRecurringInvoice")
+
+
+def parse_pending_invoice(value: Any) -> PendingInvoice:
+    """Parse the open invoice; the key is absent (or null) when none is open (normal)."""
+    obj = _object(value, "account")
+    invoice = obj.get("pendingInvoice")
+    if invoice is None:
+        return PendingInvoice(invoice=None)
+    return PendingInvoice(invoice=parse_invoice(invoice, "account.pendingInvoice"))
+
+
+def _page_list(page: Any, path: str) -> list[Any]:
+    # Some list methods send a bare object instead of a one-element array.
+    if isinstance(page, dict):
+        return [page]
+    if not isinstance(page, list):
+        raise DecodeError(path, f"expected a list, got {_describe(page)}")
+    return page
+
+
+@dataclass
+class _Category:
+    name: str
+    amount: Decimal
+    hourly: int
+    monthly: int
+
+
+class CategoryAggregator:
+    """Running per-category totals of next-invoice top-level billing items.
+
+    Feed pages in any order with :meth:`add_page`; each item counts once even if paging over
+    a changing account returns it twice. Only the totals are kept, never the items.
+    """
+
+    def __init__(self) -> None:
+        self._categories: dict[str, _Category] = {}
+        self._seen: set[int] = set()
+
+    @property
+    def item_count(self) -> int:
+        """Distinct top-level items aggregated so far."""
+        return len(self._seen)
+
+    def add_page(self, page: Any, path: str = "items") -> None:
+        """Fold one page (a list of Billing_Item objects) into the totals."""
+        for index, raw in enumerate(_page_list(page, path)):
+            where = f"{path}[{index}]"
+            item = _object(raw, where)
+            item_id = parse_int(_field(item, "id", where), f"{where}.id")
+            code = parse_str(_field(item, "categoryCode", where), f"{where}.categoryCode")
+            if not code:
+                raise DecodeError(f"{where}.categoryCode", "empty")
+            amount = parse_decimal(
+                _field(item, "nextInvoiceTotalRecurringAmount", where),
+                f"{where}.nextInvoiceTotalRecurringAmount",
+            )
+            hourly = parse_bool(_field(item, "hourlyFlag", where), f"{where}.hourlyFlag")
+            name = ""
+            category = item.get("category")
+            if category is not None:
+                raw_name = _object(category, f"{where}.category").get("name")
+                if raw_name is not None:
+                    name = parse_str(raw_name, f"{where}.category.name")
+            if item_id in self._seen:
+                continue
+            self._seen.add(item_id)
+            totals = self._categories.get(code)
+            if totals is None:
+                totals = self._categories[code] = _Category(name, Decimal(0), 0, 0)
+            elif not totals.name:
+                totals.name = name
+            totals.amount = _SUM.add(totals.amount, amount)
+            if hourly:
+                totals.hourly += 1
+            else:
+                totals.monthly += 1
+
+    def result(self, top_n: int) -> NextInvoiceBreakdown:
+        """Return the ``top_n`` categories by amount, the rest folded into ``other``.
+
+        A category whose own code is ``other`` always goes into the folded bucket, so the
+        label cannot appear twice.
+        """
+        ranked = sorted(
+            (code for code in self._categories if code != OTHER_CATEGORY),
+            key=lambda code: (-self._categories[code].amount, code),
+        )
+        kept = ranked[: max(0, top_n)]
+        folded = [code for code in self._categories if code not in kept]
+        categories = [self._totals(code, self._categories[code]) for code in kept]
+        if folded:
+            parts = [self._categories[code] for code in folded]
+            categories.append(
+                CategoryTotals(
+                    code=OTHER_CATEGORY,
+                    name=OTHER_CATEGORY,
+                    amount_usd=_sum(*(part.amount for part in parts)),
+                    hourly_items=sum(part.hourly for part in parts),
+                    monthly_items=sum(part.monthly for part in parts),
+                )
+            )
+        return NextInvoiceBreakdown(
+            categories=tuple(categories),
+            folded_categories=len(folded),
+            item_count=self.item_count,
+        )
+
+    @staticmethod
+    def _totals(code: str, totals: _Category) -> CategoryTotals:
+        return CategoryTotals(
+            code=code,
+            name=totals.name or code,  # SoftLayer sends "" for some categories' names
+            amount_usd=totals.amount,
+            hourly_items=totals.hourly,
+            monthly_items=totals.monthly,
+        )
+
+
+class InvoiceWindowAggregator:
+    """Counts and sums of invoices created since ``since``, per (type, status).
+
+    Invoices older than ``since`` are dropped here too, because SoftLayer ignores a filter
+    it cannot parse and would then send every invoice the account ever had. Type or status
+    codes outside SoftLayer's documented lists are counted in :attr:`unknown` only.
+    """
+
+    def __init__(self, since: datetime) -> None:
+        if since.tzinfo is None:
+            raise ValueError("since must be timezone-aware")
+        self.since = since
+        self.unknown = 0
+        self._counts = {(t, s): 0 for t in INVOICE_TYPES for s in INVOICE_STATUSES}
+        self._amounts = {(t, s): Decimal(0) for t in INVOICE_TYPES for s in INVOICE_STATUSES}
+        self._seen: set[int] = set()
+
+    def add_page(self, page: Any, path: str = "invoices") -> None:
+        """Fold one page of Billing_Invoice objects into the window."""
+        for index, raw in enumerate(_page_list(page, path)):
+            where = f"{path}[{index}]"
+            invoice = _object(raw, where)
+            invoice_id = parse_int(_field(invoice, "id", where), f"{where}.id")
+            type_code = parse_str(_field(invoice, "typeCode", where), f"{where}.typeCode")
+            status = parse_str(_field(invoice, "statusCode", where), f"{where}.statusCode")
+            created = parse_datetime(_field(invoice, "createDate", where), f"{where}.createDate")
+            amount = parse_decimal(
+                _field(invoice, "invoiceTotalAmount", where), f"{where}.invoiceTotalAmount"
+            )
+            if created < self.since or invoice_id in self._seen:
+                continue
+            self._seen.add(invoice_id)
+            key = (type_code, status)
+            if key not in self._counts:
+                self.unknown += 1
+                continue
+            self._counts[key] += 1
+            self._amounts[key] = _SUM.add(self._amounts[key], amount)
+
+    def result(self) -> InvoiceWindow:
+        """Return the window with all 6 x 3 type/status pairs, zeros included."""
+        return InvoiceWindow(
+            since=self.since,
+            counts=MappingProxyType(dict(self._counts)),
+            amounts_usd=MappingProxyType(dict(self._amounts)),
+        )

@@ -1,0 +1,168 @@
+"""Hand-built snapshots, configs and API statistics for collector and server tests."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import MappingProxyType
+
+from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, Secret, Thresholds
+from exporter.metrics import build_registry
+from exporter.snapshot import (
+    INVOICE_STATUSES,
+    INVOICE_TYPES,
+    AccountSnapshot,
+    AccountSummary,
+    CategoryTotals,
+    ExporterState,
+    InvoiceSummary,
+    InvoiceWindow,
+    NextInvoiceBreakdown,
+    PendingInvoice,
+    Source,
+    SourceStatus,
+)
+
+PLANTED_KEY = "PLANTEDsecretKEY0123456789abcdefDONOTLEAK"
+
+LATEST = InvoiceSummary(
+    invoice_id=101,
+    type_code="RECURRING",
+    status_code="CLOSED",
+    created=datetime(2026, 10, 1, 5, 0, tzinfo=UTC),
+    closed=datetime(2026, 10, 2, 6, 30, tzinfo=UTC),
+    total_usd=Decimal("1100.10"),
+    pre_tax_usd=Decimal("1000.00"),
+    recurring_usd=Decimal("900.00"),
+    one_time_usd=Decimal("100.00"),
+    tax_usd=Decimal("100.10"),
+    payments_usd=Decimal("1100.10"),
+    item_count=42,
+)
+PENDING = InvoiceSummary(
+    invoice_id=102,
+    type_code="RECURRING",
+    status_code="OPEN",
+    created=datetime(2026, 11, 1, 5, 0, tzinfo=UTC),
+    closed=None,
+    total_usd=Decimal("1210.50"),
+    pre_tax_usd=Decimal("1100.25"),
+    recurring_usd=Decimal("1000.25"),
+    one_time_usd=Decimal("100.00"),
+    tax_usd=Decimal("110.25"),
+    payments_usd=Decimal("200.00"),
+    item_count=45,
+)
+
+
+def window() -> InvoiceWindow:
+    counts = {(t, s): 0 for t in INVOICE_TYPES for s in INVOICE_STATUSES}
+    amounts = {(t, s): Decimal(0) for t in INVOICE_TYPES for s in INVOICE_STATUSES}
+    counts[("RECURRING", "CLOSED")] = 2
+    amounts[("RECURRING", "CLOSED")] = Decimal("2200.20")
+    counts[("RECURRING", "OPEN")] = 1
+    amounts[("RECURRING", "OPEN")] = Decimal("1210.50")
+    counts[("ONE-TIME-CHARGE", "CLOSED")] = 1
+    amounts[("ONE-TIME-CHARGE", "CLOSED")] = Decimal("0.048")
+    return InvoiceWindow(
+        since=datetime(2026, 8, 25, tzinfo=UTC),
+        counts=MappingProxyType(counts),
+        amounts_usd=MappingProxyType(amounts),
+    )
+
+
+def sources(
+    up: Mapping[Source, bool], now: float = 1_800_000_000.0
+) -> Mapping[Source, SourceStatus]:
+    result = {}
+    for source in Source:
+        ok = up.get(source, True)
+        result[source] = SourceStatus(
+            up=ok,
+            last_attempt=now,
+            last_success=now if ok else now - 900.0,
+            last_error=None if ok else 'HTTP 500: SoftLayer_Exception_Public: <Internal> & "oops"',
+            last_error_reason=None if ok else "server",
+        )
+    return MappingProxyType(result)
+
+
+def full_snapshot(
+    name: str = "prod", *, pending: bool = True, down: Iterable[Source] = ()
+) -> AccountSnapshot:
+    return AccountSnapshot(
+        name=name,
+        summary=AccountSummary(
+            account_id=123456,
+            company_name='ACME "Cloud" & Co',
+            balance_usd=Decimal("-12.34"),
+            next_invoice_pre_tax_usd=Decimal("1500.75"),
+            next_invoice_recurring_usd=Decimal("1400.70"),
+            next_invoice_one_time_usd=Decimal("100.05"),
+            next_invoice_tax_usd=Decimal("150.08"),
+            next_invoice_item_count=7,
+        ),
+        latest_recurring_invoice=LATEST,
+        pending_invoice=PendingInvoice(PENDING if pending else None),
+        invoices=window(),
+        next_invoice=NextInvoiceBreakdown(
+            categories=(
+                CategoryTotals("server", "Server", Decimal("1000.50"), 1, 2),
+                CategoryTotals("guest_core", "", Decimal("300.20"), 3, 0),
+                CategoryTotals("other", "Other", Decimal("100.00"), 0, 1),
+            ),
+            folded_categories=4,
+            item_count=7,
+        ),
+        sources=sources(dict.fromkeys(down, False)),
+        poll_duration_seconds=2.5,
+        next_poll=1_800_000_900.0,
+    )
+
+
+def account(name: str = "prod", thresholds: Thresholds | None = None) -> AccountConfig:
+    return AccountConfig(
+        name=name,
+        endpoint="http://127.0.0.1:1/rest/v3.1/",
+        auth=AuthConfig(method=AuthMethod.CLASSIC, api_key=Secret(PLANTED_KEY), username="user"),
+        thresholds=thresholds or Thresholds(),
+    )
+
+
+def config(*accounts: AccountConfig) -> Config:
+    return Config(accounts=accounts or (account(),), invoice_lookback_seconds=90 * 86400.0)
+
+
+def state(*snapshots: AccountSnapshot) -> ExporterState:
+    result = ExporterState(tuple(s.name for s in snapshots))
+    for snap in snapshots:
+        result.publish(snap)
+    return result
+
+
+class FakeApiStats:
+    """Shaped like exporter.api_stats.ApiStats, with fixed numbers."""
+
+    BOUNDS = (0.1, 1.0, math.inf)
+
+    def __init__(self) -> None:
+        self.requests = MappingProxyType(
+            {
+                ("prod", "getObject", "200"): 5,
+                ("prod", "getInvoices", "500"): 2,
+                ("prod", "getInvoices", "none"): 1,
+            }
+        )
+        self.errors = MappingProxyType({("prod", "server"): 2, ("prod", "timeout"): 1})
+        self.methods = ["getInvoices", "getObject"]
+
+    def duration_histogram(self, method: str) -> tuple[list[tuple[float, int]], float, int]:
+        if method == "getObject":
+            return [(0.1, 1), (1.0, 4), (math.inf, 5)], 2.75, 5
+        return [(0.1, 0), (1.0, 0), (math.inf, 3)], 61.5, 3
+
+
+def build_registry_for_tests():
+    return build_registry(ExporterState(), None, config(), process_metrics=False)
