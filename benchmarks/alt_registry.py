@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
+from exporter.api_stats import DEFAULT_BUCKETS, ApiStats
 from exporter.config import Config
 from exporter.snapshot import ExporterState, InvoiceSummary
 
@@ -46,8 +47,12 @@ def _set_invoice(
         gauges["closed"].labels(*labels).set(invoice.closed.timestamp())
 
 
-def build_registry(state: ExporterState, config: Config) -> CollectorRegistry:
-    """A registry of Gauges holding the same series the collector renders from ``state``."""
+def build_registry(state: ExporterState, api_stats: ApiStats, config: Config) -> CollectorRegistry:
+    """A registry holding the same series the collector renders from ``state``.
+
+    Gauges for the snapshot data; counters and a histogram for the API statistics, fed the
+    way direct instrumentation would have been; process metrics as prometheus-client adds.
+    """
     registry = CollectorRegistry(auto_describe=False)
     a = ("account",)
     info = _gauge(
@@ -190,4 +195,42 @@ def build_registry(state: ExporterState, config: Config) -> CollectorRegistry:
             poll_duration.labels(name).set(snap.poll_duration_seconds)
         if snap.next_poll is not None:
             next_poll.labels(name).set(snap.next_poll)
+    _api_metrics(registry, api_stats)
+    ProcessCollector(registry=registry)
     return registry
+
+
+def _api_metrics(registry: CollectorRegistry, api_stats: ApiStats) -> None:
+    requests = Counter(
+        "softlayer_api_requests_total",
+        "SoftLayer API requests by method and HTTP status.",
+        ("account", "method", "code"),
+        registry=registry,
+    )
+    for labels, count in api_stats.requests.items():
+        requests.labels(*labels).inc(count)
+    errors = Counter(
+        "softlayer_api_errors_total",
+        "Failed SoftLayer API requests by reason.",
+        ("account", "reason"),
+        registry=registry,
+    )
+    for labels, count in api_stats.errors.items():
+        errors.labels(*labels).inc(count)
+    latency = Histogram(
+        "softlayer_api_request_duration_seconds",
+        "Latency of SoftLayer API requests.",
+        ("method",),
+        buckets=DEFAULT_BUCKETS,
+        registry=registry,
+    )
+    for method in api_stats.methods:
+        buckets, _, _ = api_stats.duration_histogram(method)
+        child = latency.labels(method)
+        previous = 0
+        # Replay one observation per count at each bucket's bound: same buckets and counts.
+        for bound, cumulative in buckets:
+            value = bound if bound != float("inf") else DEFAULT_BUCKETS[-1] * 2
+            for _ in range(cumulative - previous):
+                child.observe(value)
+            previous = cumulative

@@ -13,30 +13,40 @@ import argparse
 import asyncio
 import sys
 
+import prometheus_client
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from benchmarks.alt_registry import build_registry
+from benchmarks import alt_registry
 from benchmarks.harness import emit
-from benchmarks.snapshots import build_config, build_state
+from benchmarks.snapshots import build_api_stats, build_config, build_state
+from exporter import metrics, server
+from exporter.api_stats import ApiStats
 from exporter.config import Config
 from exporter.snapshot import ExporterState
 
 
-def _alt_app(state: ExporterState, config: Config) -> web.Application:
+def _alt_app(state: ExporterState, api_stats: ApiStats, config: Config) -> web.Application:
+    # Our collector emits no ``_created`` series; keep the series sets equal.
+    prometheus_client.disable_created_metrics()
     app = web.Application()
-    app.router.add_get("/metrics", make_aiohttp_handler(build_registry(state, config)))
+    registry = alt_registry.build_registry(state, api_stats, config)
+    app.router.add_get("/metrics", make_aiohttp_handler(registry))
     return app
 
 
-def _ours_app(state: ExporterState, config: Config) -> web.Application:
-    raise NotImplementedError("wired once exporter.server lands")
+def _ours_app(state: ExporterState, api_stats: ApiStats, config: Config) -> web.Application:
+    # Exactly what exporter.cli serves, minus the poller: the snapshots are prebuilt.
+    registry = metrics.build_registry(state, api_stats, config)
+    return server.create_app(state, registry)
 
 
 async def _serve(args: argparse.Namespace) -> None:
     config = build_config(args.accounts, args.categories)
     state = build_state(args.accounts, args.categories)
-    app = _ours_app(state, config) if args.server == "ours" else _alt_app(state, config)
+    api_stats = build_api_stats(args.accounts)
+    build = _ours_app if args.server == "ours" else _alt_app
+    app = build(state, api_stats, config)
     # No access log on either side: it would dominate the per-scrape cost of both equally.
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

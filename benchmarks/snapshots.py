@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 
+from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, Secret
 from exporter.snapshot import (
     INVOICE_STATUSES,
@@ -28,7 +29,10 @@ from exporter.snapshot import (
     SourceStatus,
 )
 
-__all__ = ["build_config", "build_state"]
+__all__ = ["API_METHODS", "build_api_stats", "build_config", "build_state"]
+
+#: The methods one poll cycle calls, as the request counters label them.
+API_METHODS = ("getObject", "getInvoices", "getNextInvoiceTopLevelBillingItems")
 
 
 def _money(rng: random.Random, high: int) -> Decimal:
@@ -124,3 +128,16 @@ def build_state(accounts: int = 5, categories: int = 200, seed: int = 7) -> Expo
         state.publish(_account(rng, index, categories, now))
     state.first_cycle_done = True
     return state
+
+
+def build_api_stats(accounts: int = 5, seed: int = 7) -> ApiStats:
+    """Request counters and latencies as after a day of polling every 15 minutes."""
+    rng = random.Random(seed)
+    stats = ApiStats()
+    for index in range(accounts):
+        for method in API_METHODS:
+            for _ in range(96):
+                stats.record_request(f"account-{index}", method, "200", rng.uniform(0.05, 3.0))
+        stats.record_request(f"account-{index}", "getInvoices", "500", 1.0)
+        stats.record_error(f"account-{index}", "server")
+    return stats
