@@ -54,7 +54,9 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[index]
 
 
-async def _load(url: str, concurrency: int, scrapes: int) -> tuple[list[float], float, bytes]:
+async def _load(
+    url: str, concurrency: int, scrapes: int, *, warm_up: bool
+) -> tuple[list[float], float, bytes]:
     latencies: list[float] = []
     remaining = scrapes
     body = b""
@@ -75,8 +77,8 @@ async def _load(url: str, concurrency: int, scrapes: int) -> tuple[list[float], 
                 body = body or payload
 
         # Open every connection once before measuring, like long-running scrapers would.
-        warm = [asyncio.create_task(_one(session, url)) for _ in range(concurrency)]
-        await asyncio.gather(*warm)
+        if warm_up:
+            await asyncio.gather(*(_one(session, url) for _ in range(concurrency)))
         started = time.perf_counter()
         await asyncio.gather(*(scraper() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -95,9 +97,19 @@ def _series(body: bytes) -> int:
 
 
 def run_scrape_benchmark(
-    servers: list[str], concurrencies: list[int], scrapes: int, accounts: int, categories: int
+    servers: list[str],
+    concurrencies: list[int],
+    scrapes: int,
+    accounts: int,
+    categories: int,
+    *,
+    warm_up: bool = True,
 ) -> list[ScrapeResult]:
-    """Start each server in its own process and load it at every concurrency level."""
+    """Start each server in its own process and load it at every concurrency level.
+
+    Each level makes ``scrapes`` scrapes, at least one per scraper; ``warm_up`` first opens
+    every connection with one unmeasured scrape each.
+    """
     results: list[ScrapeResult] = []
     for server in servers:
         with ChildProcess(
@@ -106,11 +118,13 @@ def run_scrape_benchmark(
         ) as child:
             url = child.hello["url"]
             for concurrency in concurrencies:
-                count = max(scrapes, 4 * concurrency)
+                count = max(scrapes, concurrency)
                 cpu_before = proc_cpu_seconds(child.pid)
-                latencies, elapsed, body = asyncio.run(_load(url, concurrency, count))
+                latencies, elapsed, body = asyncio.run(
+                    _load(url, concurrency, count, warm_up=warm_up)
+                )
                 # The warm-up requests are part of the server's CPU time too.
-                served = count + concurrency
+                served = count + (concurrency if warm_up else 0)
                 cpu = proc_cpu_seconds(child.pid) - cpu_before
                 latencies.sort()
                 results.append(
