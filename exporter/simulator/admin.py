@@ -1,0 +1,233 @@
+"""The ``/__admin/`` HTTP API: the in-process controls, for the CLI, the demo and scripts.
+
+Every answer is JSON; bad input answers HTTP 400 ``{"error": ...}``. Admin calls are not
+counted in the API statistics.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import web
+
+from exporter.simulator.faults import FaultRule
+from exporter.simulator.scenario import AccountTruth, InvoiceTruth
+from exporter.simulator.state import SimulatorState, Stats
+
+
+def _bad(message: str) -> web.Response:
+    return web.json_response({"error": message}, status=400)
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"request body is not JSON: {exc}") from None
+
+
+def _invoice_json(inv: InvoiceTruth | None) -> dict[str, Any] | None:
+    if inv is None:
+        return None
+    return {
+        "id": inv.id,
+        "type_code": inv.type_code,
+        "status_code": inv.status_code,
+        "created": inv.created.isoformat(),
+        "closed": inv.closed.isoformat() if inv.closed else None,
+        "total": str(inv.total),
+        "pre_tax": str(inv.pre_tax),
+        "recurring": str(inv.recurring),
+        "one_time": str(inv.one_time),
+        "tax": str(inv.tax),
+        "payments": str(inv.payments),
+        "item_count": inv.item_count,
+        "top_level_item_count": inv.top_level_item_count,
+    }
+
+
+def truth_json(truth: AccountTruth) -> dict[str, Any]:
+    """Render the truth as JSON (money as decimal strings)."""
+    return {
+        "account_id": truth.account_id,
+        "company_name": truth.company_name,
+        "balance": str(truth.balance),
+        "next_invoice_pre_tax": str(truth.next_invoice_pre_tax),
+        "next_invoice_recurring": str(truth.next_invoice_recurring),
+        "next_invoice_one_time": str(truth.next_invoice_one_time),
+        "next_invoice_tax": str(truth.next_invoice_tax),
+        "next_invoice_item_count": truth.next_invoice_item_count,
+        "categories": {
+            code: {
+                "name": c.name,
+                "amount": str(c.amount),
+                "hourly_items": c.hourly_items,
+                "monthly_items": c.monthly_items,
+            }
+            for code, c in truth.categories.items()
+        },
+        "latest_recurring_invoice": _invoice_json(truth.latest_recurring_invoice),
+        "pending_invoice": _invoice_json(truth.pending_invoice),
+        "invoices": [_invoice_json(i) for i in truth.invoices],
+    }
+
+
+def add_admin_routes(app: web.Application, state: SimulatorState) -> None:  # noqa: PLR0915  one closure per endpoint
+    """Register the admin endpoints on ``app``."""
+    scenario = state.scenario
+
+    def account_id(request: web.Request) -> int:
+        raw = request.match_info["account_id"]
+        if not raw.isdigit():
+            raise ValueError(f"account id must be an integer, got {raw!r}")
+        acct_id = int(raw)
+        scenario.account(acct_id)  # KeyError if unknown
+        return acct_id
+
+    def guarded(handler: Any) -> Any:
+        async def wrapper(request: web.Request) -> web.StreamResponse:
+            try:
+                response: web.StreamResponse = await handler(request)
+            except KeyError as exc:
+                return web.json_response({"error": str(exc.args[0])}, status=404)
+            except (ValueError, TypeError) as exc:
+                return _bad(str(exc))
+            return response
+
+        return wrapper
+
+    async def index(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "accounts": [
+                    {
+                        "id": a.id,
+                        "username": a.username,
+                        "api_key": a.api_key,
+                        "iam_api_key": a.iam_api_key,
+                        "company_name": a.company_name,
+                    }
+                    for a in scenario.accounts
+                ],
+                "stats": state.stats.to_json(),
+                "faults": [{"id": fid, **rule.to_json()} for fid, rule in state.faults.items()],
+                "latency_seconds": state.latency_seconds,
+                "rate_limit_per_second": state.rate_limit_per_second,
+            }
+        )
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(state.stats.to_json())
+
+    async def reset_stats(request: web.Request) -> web.Response:
+        state.stats = Stats(requests=collections.Counter())
+        return web.json_response({"ok": True})
+
+    async def list_faults(request: web.Request) -> web.Response:
+        return web.json_response(
+            [{"id": fid, **rule.to_json()} for fid, rule in state.faults.items()]
+        )
+
+    async def add_fault(request: web.Request) -> web.Response:
+        rule = FaultRule.from_json(await _json_body(request))
+        return web.json_response({"id": state.faults.add(rule)}, status=201)
+
+    async def remove_fault(request: web.Request) -> web.Response:
+        raw = request.match_info["fault_id"]
+        if not raw.isdigit():
+            raise ValueError(f"fault id must be an integer, got {raw!r}")
+        state.faults.remove(int(raw))
+        return web.json_response({"ok": True})
+
+    async def clear_faults(request: web.Request) -> web.Response:
+        state.faults.clear()
+        return web.json_response({"ok": True})
+
+    async def latency(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        seconds = body.get("seconds") if isinstance(body, dict) else None
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise ValueError('body must be {"seconds": <number >= 0>}')
+        state.latency_seconds = float(seconds)
+        return web.json_response({"latency_seconds": state.latency_seconds})
+
+    async def rate_limit(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        per_second = body.get("per_second", "?") if isinstance(body, dict) else "?"
+        if per_second is not None and (
+            isinstance(per_second, bool) or not isinstance(per_second, int) or per_second < 0
+        ):
+            raise ValueError('body must be {"per_second": <integer >= 0 or null>}')
+        state.rate_limit_per_second = per_second
+        return web.json_response({"rate_limit_per_second": per_second})
+
+    async def expire_tokens(request: web.Request) -> web.Response:
+        return web.json_response({"expired": state.auth.expire_tokens()})
+
+    async def truth(request: web.Request) -> web.Response:
+        return web.json_response(truth_json(scenario.truth(account_id(request))))
+
+    async def pay(request: web.Request) -> web.Response:
+        return web.json_response({"invoice_id": scenario.pay_pending_invoice(account_id(request))})
+
+    async def open_invoice(request: web.Request) -> web.Response:
+        acct_id = account_id(request)
+        body = await _json_body(request)
+        raw = body.get("amount", "5000") if isinstance(body, dict) else None
+        try:
+            amount = Decimal(str(raw))
+        except InvalidOperation:
+            raise ValueError(f"amount must be a decimal, got {raw!r}") from None
+        return web.json_response(
+            {"invoice_id": scenario.open_pending_invoice(acct_id, amount)}, status=201
+        )
+
+    async def add_item(request: web.Request) -> web.Response:
+        acct_id = account_id(request)
+        body = await _json_body(request)
+        if not isinstance(body, dict) or "category_code" not in body or "recurring_fee" not in body:
+            raise ValueError('body must be {"category_code", "recurring_fee", "hourly"?}')
+        try:
+            fee = Decimal(str(body["recurring_fee"]))
+        except InvalidOperation:
+            raise ValueError(
+                f"recurring_fee must be a decimal: {body['recurring_fee']!r}"
+            ) from None
+        item_id = scenario.add_billing_item(
+            acct_id, str(body["category_code"]), fee, bool(body.get("hourly", False))
+        )
+        return web.json_response({"id": item_id}, status=201)
+
+    async def cancel_item(request: web.Request) -> web.Response:
+        acct_id = account_id(request)
+        raw = request.match_info["item_id"]
+        if not raw.isdigit():
+            raise ValueError(f"item id must be an integer, got {raw!r}")
+        scenario.cancel_billing_item(acct_id, int(raw))
+        return web.json_response({"ok": True})
+
+    routes = [
+        ("GET", "/__admin/", index),
+        ("GET", "/__admin/stats", stats),
+        ("POST", "/__admin/stats/reset", reset_stats),
+        ("GET", "/__admin/faults", list_faults),
+        ("POST", "/__admin/faults", add_fault),
+        ("DELETE", "/__admin/faults", clear_faults),
+        ("DELETE", "/__admin/faults/{fault_id}", remove_fault),
+        ("POST", "/__admin/latency", latency),
+        ("POST", "/__admin/rate-limit", rate_limit),
+        ("POST", "/__admin/tokens/expire", expire_tokens),
+        ("GET", "/__admin/accounts/{account_id}/truth", truth),
+        ("POST", "/__admin/accounts/{account_id}/pay-pending-invoice", pay),
+        ("POST", "/__admin/accounts/{account_id}/open-pending-invoice", open_invoice),
+        ("POST", "/__admin/accounts/{account_id}/billing-items", add_item),
+        ("DELETE", "/__admin/accounts/{account_id}/billing-items/{item_id}", cancel_item),
+    ]
+    for method, path, handler in routes:
+        app.router.add_route(method, path, guarded(handler))
