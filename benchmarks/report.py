@@ -16,7 +16,7 @@ class LinearFit:
     slope: float
     intercept: float
     r_squared: float
-    max_relative_residual: float
+    max_residual: float  # largest distance of a point from the line, in y units
 
 
 def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> LinearFit:
@@ -33,7 +33,7 @@ def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> LinearFit:
     ss_res = sum((y - p) ** 2 for y, p in zip(ys, predicted, strict=True))
     ss_tot = sum((y - mean_y) ** 2 for y in ys)
     r_squared = 1.0 - ss_res / ss_tot if ss_tot else 1.0
-    worst = max(abs(y - p) / abs(y) if y else 0.0 for y, p in zip(ys, predicted, strict=True))
+    worst = max(abs(y - p) for y, p in zip(ys, predicted, strict=True))
     return LinearFit(slope, intercept, r_squared, worst)
 
 
