@@ -154,10 +154,10 @@ def build_registry(state: ExporterState, api_stats: ApiStats, config: Config) ->
             if pending is not None:
                 _set_invoice(invoice_gauges, name, "pending", pending)
         if snap.invoices is not None:
-            for (type_code, status), count in snap.invoices.counts.items():
-                recent.labels(name, type_code, status).set(count)
-                amount = snap.invoices.amounts_usd.get((type_code, status), Decimal(0))
-                recent_amount.labels(name, type_code, status).set(float(amount))
+            for (type_code, status_code), count in snap.invoices.counts.items():
+                recent.labels(name, type_code, status_code).set(count)
+                amount = snap.invoices.amounts_usd.get((type_code, status_code), Decimal(0))
+                recent_amount.labels(name, type_code, status_code).set(float(amount))
             window_seconds.labels(name).set(config.invoice_lookback_seconds)
         if snap.next_invoice is not None:
             for category in snap.next_invoice.categories:
@@ -207,16 +207,16 @@ def _api_metrics(registry: CollectorRegistry, api_stats: ApiStats) -> None:
         ("account", "method", "code"),
         registry=registry,
     )
-    for labels, count in api_stats.requests.items():
-        requests.labels(*labels).inc(count)
+    for request_labels, count in api_stats.requests.items():
+        requests.labels(*request_labels).inc(count)
     errors = Counter(
         "softlayer_api_errors_total",
         "Failed SoftLayer API requests by reason.",
         ("account", "reason"),
         registry=registry,
     )
-    for labels, count in api_stats.errors.items():
-        errors.labels(*labels).inc(count)
+    for error_labels, count in api_stats.errors.items():
+        errors.labels(*error_labels).inc(count)
     latency = Histogram(
         "softlayer_api_request_duration_seconds",
         "Latency of SoftLayer API requests.",

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 import SoftLayer  # type: ignore[import-untyped]
-from SoftLayer import transports  # type: ignore[import-untyped]
+from SoftLayer import transports
 
 __all__ = ["BaselineResult", "refresh"]
 

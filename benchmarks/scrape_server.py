@@ -31,7 +31,7 @@ from exporter.snapshot import ExporterState
 
 def _alt_app(state: ExporterState, api_stats: ApiStats, config: Config) -> web.Application:
     # Our collector emits no ``_created`` series; keep the series sets equal.
-    prometheus_client.disable_created_metrics()
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     app = web.Application()
     registry = alt_registry.build_registry(state, api_stats, config)
     app.router.add_get("/metrics", make_aiohttp_handler(registry))

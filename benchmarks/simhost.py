@@ -46,13 +46,14 @@ def _install_sort_cache() -> bool:
 
     def apply(self: Any, rows: Sequence[Any]) -> Sequence[Any]:
         if self.tests or not self.orders:
-            return original(self, rows)
+            result: Sequence[Any] = original(self, rows)
+            return result
         key = (self.typedef.name, self.orders, len(rows))
         if key not in cache:
             cache[key] = original(self, rows)
         return cache[key]
 
-    CompiledFilter.apply = apply
+    CompiledFilter.apply = apply  # type: ignore[method-assign]
     return True
 
 
