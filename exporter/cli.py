@@ -173,7 +173,6 @@ async def serve(
             runner, urls = await start_server(app, host, port, web_config)
         except OSError as exc:
             _log.error("listen_failed", address=f"{host or ''}:{port}", error=str(exc))
-            await poller.aclose()
             return EXIT_FAILED
         _log.info("listening", urls=urls, accounts=[a.name for a in config.accounts])
         if banner is not None:

@@ -242,7 +242,7 @@ class _Checker:
         self.resolve_secrets = resolve_secrets
 
     def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}" if path else message)
+        self.problems.append(f"{path or 'top level'}: {message}")
 
     def mapping(self, value: object, path: str, allowed: frozenset[str]) -> dict[str, Any] | None:
         if not isinstance(value, dict):

@@ -30,7 +30,7 @@ from exporter.config import (
 from exporter.logs import register_secret
 from exporter.webconfig import WebConfig
 
-__all__ = ["DEMO_POLL_INTERVAL_ENV", "demo_config", "run_demo"]
+__all__ = ["DEMO_POLL_INTERVAL_ENV", "demo_config", "demo_poll_interval", "run_demo"]
 
 DEMO_POLL_INTERVAL_ENV: Final = "SOFTLAYER_DEMO_POLL_INTERVAL"
 DEMO_POLL_INTERVAL: Final = 30.0
@@ -62,7 +62,8 @@ def demo_config(
     return dataclasses.replace(base, accounts=accounts, poll_interval_seconds=poll_interval)
 
 
-def _poll_interval(base: Config | None) -> float:
+def demo_poll_interval(base: Config | None) -> float:
+    """Return the demo's poll interval: the override variable, else the file's, else 30 s."""
     override = os.environ.get(DEMO_POLL_INTERVAL_ENV)
     if override:
         return parse_duration(override)
@@ -83,7 +84,7 @@ async def run_demo(
     from exporter.simulator import AccountSpec, Scenario, SimulatorServer  # noqa: PLC0415
 
     try:
-        interval = _poll_interval(base)
+        interval = demo_poll_interval(base)
     except ValueError as exc:
         print(f"{DEMO_POLL_INTERVAL_ENV}: {exc}", file=sys.stderr)
         return 2
@@ -97,7 +98,7 @@ async def run_demo(
         register_secret(api_key)
     async with SimulatorServer(scenario, host="127.0.0.1", port=0, latency_seconds=0.0) as sim:
         config = demo_config(base, sim.endpoint, credentials, interval)
-        admin_url = _admin_url(sim)
+        admin_url = sim.admin_url
         _log.info("demo_simulator", endpoint=sim.endpoint, admin_url=admin_url)
         if once:
             return await poll_once(config, sys.stdout)
@@ -110,12 +111,3 @@ async def run_demo(
             "Stop with Ctrl-C.",
         ]
         return await serve(config, host, port, web_config, banner=banner)
-
-
-def _admin_url(sim: object) -> str:
-    admin = getattr(sim, "admin_url", None)
-    if isinstance(admin, str):
-        return admin
-    endpoint = str(getattr(sim, "endpoint", ""))
-    origin = endpoint.split("/rest/", 1)[0]
-    return f"{origin}/__admin/"

@@ -13,7 +13,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any, Final, TextIO
+from typing import Any, Final, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -84,6 +84,23 @@ def _redact_processor(_logger: WrappedLogger, _method: str, event_dict: EventDic
     return dict(scrubbed)
 
 
+class _Stderr:
+    """Writes to whatever ``sys.stderr`` is at the time of writing.
+
+    Binding the object found at configuration time would keep writing to a replaced (and
+    perhaps closed) stream, e.g. after a test harness swaps stderr.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def _use_json(fmt: str, stream: TextIO) -> bool:
     if fmt == "json":
         return True
@@ -107,7 +124,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     if fmt not in LOG_FORMATS:
         msg = f"log format must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}"
         raise ValueError(msg)
-    out = sys.stderr if stream is None else stream
+    out: TextIO = cast("TextIO", _Stderr()) if stream is None else stream
     numeric = logging.getLevelNamesMapping()[level.upper()]
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,

@@ -40,6 +40,7 @@ from exporter.snapshot import (
     ExporterState,
     InvoiceSummary,
 )
+from exporter.softlayer import ErrorReason
 
 __all__ = ["CACHED", "ApiStatsView", "SnapshotCollector", "build_registry"]
 
@@ -415,7 +416,15 @@ class SnapshotCollector(Collector):
         if stats is not None:
             for (account, method, code), count in sorted(stats.requests.items()):
                 requests.add_metric([account, method, code], count)
-            for (account, reason), count in sorted(stats.errors.items()):
+            # Every account x reason starts at 0 so that rate()/increase() see the first
+            # error after a restart; a series born at 1 would hide it from alerts.
+            error_counts: dict[tuple[str, str], int] = {
+                (account.name, str(reason)): 0
+                for account in self._config.accounts
+                for reason in ErrorReason
+            }
+            error_counts.update(stats.errors)
+            for (account, reason), count in sorted(error_counts.items()):
                 errors.add_metric([account, reason], count)
             for method in stats.methods:
                 buckets, total, _count = stats.duration_histogram(method)

@@ -265,6 +265,11 @@ class Poller:
     def _ensure_started(self) -> list[_AccountPoller]:
         if self._session is None:
             self._session = aiohttp.ClientSession(raise_for_status=False)
+            if hasattr(self._session, "_retry_connection"):
+                # aiohttp silently resends an idempotent request once when a reused
+                # connection drops. That resend would bypass the rate limiter and the request
+                # accounting; our own retry policy covers network errors instead.
+                self._session._retry_connection = False
             self._accounts = [
                 _AccountPoller(
                     account,
@@ -281,16 +286,22 @@ class Poller:
 
     async def _cycle(self, next_poll: float) -> bool:
         accounts = self._ensure_started()
-        snapshots = await asyncio.gather(
+        results = await asyncio.gather(
             *(self._poll_account(poller, next_poll) for poller in accounts)
         )
         self.state.first_cycle_done = True
-        return all(snapshot.up for snapshot in snapshots)
+        return all(results)
 
-    async def _poll_account(self, poller: _AccountPoller, next_poll: float) -> AccountSnapshot:
-        snapshot = await poller.poll(self.api_stats, next_poll)
+    async def _poll_account(self, poller: _AccountPoller, next_poll: float) -> bool:
+        try:
+            snapshot = await poller.poll(self.api_stats, next_poll)
+        except Exception:
+            # Sources catch their own failures; this is a bug elsewhere. Keep the previous
+            # snapshot and the other accounts going.
+            _log.exception("poll_crashed", account=poller.account.name)
+            return False
         self.state.publish(snapshot)
-        return snapshot
+        return snapshot.up
 
     def _next_delay(self) -> float:
         jitter = max(0.0, min(1.0, self.config.poll_jitter))

@@ -125,6 +125,7 @@ def _poller_context(
     async def context(app: web.Application) -> AsyncIterator[None]:
         stop = asyncio.Event()
         task = asyncio.create_task(poller.run(stop), name="poller")
+        task.add_done_callback(_report_death)
         app[POLLER_TASK] = task
         try:
             yield
@@ -137,12 +138,16 @@ def _poller_context(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            elif not task.cancelled() and task.exception() is not None:
-                _log.error("poller_failed", error=repr(task.exception()))
             await poller.aclose()
             _log.info("poller_stopped")
 
     return context
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    # Logged when it happens, not at shutdown: /healthz turns 503 at the same moment.
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("poller_failed", error=repr(task.exception()))
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -239,7 +244,12 @@ async def start_server(
     await runner.setup()
     ssl_context = None if web_config is None else web_config.ssl_context
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        # setup() already started the poller: stop it and close its session.
+        await runner.cleanup()
+        raise
     scheme = "https" if ssl_context is not None else "http"
     urls: list[str] = []
     for address in runner.addresses:

@@ -20,6 +20,7 @@ an API key or token.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import time
@@ -76,6 +77,9 @@ _TOKEN_REFRESH_FRACTION: Final = 0.9
 #: ignores the offset and would otherwise send the same full page forever.
 _MAX_SEQUENTIAL_PAGES: Final = 10_000
 _MAX_MESSAGE_CHARS: Final = 200
+#: Halve a page at most this many times (100 -> 12): a method that fails even then is down,
+#: and shrinking further would multiply the calls of every later cycle.
+_MAX_HALVINGS: Final = 3
 
 
 class SoftLayerError(Exception):
@@ -168,6 +172,7 @@ class SoftLayerClient:
         stats: ApiStats,
         *,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if account.auth.method is AuthMethod.CLASSIC and not account.auth.username:
             raise ValueError(f"account {account.name!r}: classic auth needs a username")
@@ -176,6 +181,8 @@ class SoftLayerClient:
         self._session = session
         self._stats = stats
         self._rng = rng or random.Random()  # noqa: S311  jitter, not cryptography
+        self._clock = clock  # for token expiry only
+        self._min_page_size = max(1, config.page_size >> _MAX_HALVINGS)
         self._endpoint = account.endpoint.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=config.request_timeout_seconds)
         self._limiter = RateLimiter(config.max_requests_per_second)
@@ -229,12 +236,13 @@ class SoftLayerClient:
         size = self.page_size(service, method)
         first: Page | None = None
         while first is None:
+            splittable = size > self._min_page_size
             try:
-                first = await self._request(query, (0, size), split_on_internal=size > 1)
+                first = await self._request(query, (0, size), split_on_internal=splittable)
             except SoftLayerError as err:
-                if not (err.internal_error and size > 1):
+                if not (err.internal_error and splittable):
                     raise
-                size = max(1, size // 2)
+                size = max(self._min_page_size, size // 2)
         self._remember_size(query, size)
         page = _as_list(first.body)
         consume(page)
@@ -289,12 +297,13 @@ class SoftLayerClient:
         *,
         halved: bool = False,
     ) -> None:
+        splittable = limit > self._min_page_size
         try:
-            result = await self._request(query, (offset, limit), split_on_internal=limit > 1)
+            result = await self._request(query, (offset, limit), split_on_internal=splittable)
         except SoftLayerError as err:
-            if not (err.internal_error and limit > 1):
+            if not (err.internal_error and splittable):
                 raise
-            half = limit // 2
+            half = max(self._min_page_size, limit // 2)
             await self._fetch_range(query, offset, half, consume, halved=True)
             await self._fetch_range(query, offset + half, limit - half, consume, halved=True)
             return
@@ -355,14 +364,15 @@ class SoftLayerClient:
     async def _attempt(self, url: str, params: dict[str, str], query: _Query) -> Page:
         label = query.key
         headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
-        auth: aiohttp.BasicAuth | None = None
         credentials = self.account.auth
         if credentials.method is AuthMethod.IAM:
             headers["Authorization"] = f"Bearer {await self._bearer_token()}"
         elif credentials.method is AuthMethod.APIKEY:
-            auth = aiohttp.BasicAuth("apikey", credentials.api_key.reveal())
+            headers["Authorization"] = _basic("apikey", credentials.api_key.reveal())
         else:
-            auth = aiohttp.BasicAuth(credentials.username or "", credentials.api_key.reveal())
+            headers["Authorization"] = _basic(
+                credentials.username or "", credentials.api_key.reveal()
+            )
         async with self._slots:
             await self._limiter.acquire()
             self.api_requests += 1
@@ -370,7 +380,7 @@ class SoftLayerClient:
             code = "none"
             try:
                 async with self._session.get(
-                    url, params=params, headers=headers, auth=auth, timeout=self._timeout
+                    url, params=params, headers=headers, timeout=self._timeout
                 ) as response:
                     code = str(response.status)
                     raw = await response.read()
@@ -460,10 +470,10 @@ class SoftLayerClient:
 
     async def _bearer_token(self) -> str:
         async with self._token_lock:
-            if self._token is None or time.monotonic() >= self._token_refresh_at:
+            if self._token is None or self._clock() >= self._token_refresh_at:
                 self._token = None
                 self._token, lifetime = await self._exchange_token()
-                self._token_refresh_at = time.monotonic() + lifetime * _TOKEN_REFRESH_FRACTION
+                self._token_refresh_at = self._clock() + lifetime * _TOKEN_REFRESH_FRACTION
             return self._token
 
     async def _exchange_token(self) -> tuple[str, float]:
@@ -514,6 +524,11 @@ class SoftLayerClient:
 
 
 _USER_AGENT: Final = f"softlayer-billing-exporter/{__version__}"
+
+
+def _basic(username: str, password: str) -> str:
+    """Build an HTTP Basic ``Authorization`` value (aiohttp deprecates its BasicAuth)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 def _error_fields(body: Any) -> tuple[str | None, str] | None:

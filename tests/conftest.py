@@ -27,7 +27,7 @@ def require_tool(name: str) -> str:
     """Return the path of an external tool; skip without it, but fail under CI=true."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (Debian package prometheus / prometheus-alertmanager)"
+        message = f"{name} is not installed (./scripts/test installs it: apt, pip or npm)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)

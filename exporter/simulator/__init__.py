@@ -16,6 +16,7 @@ from exporter.simulator.scenario import (
     SimAccount,
 )
 from exporter.simulator.server import SimulatorServer
+from exporter.simulator.threaded import ThreadedSimulator
 
 __all__ = [
     "AccountSpec",
@@ -27,4 +28,5 @@ __all__ = [
     "Scenario",
     "SimAccount",
     "SimulatorServer",
+    "ThreadedSimulator",
 ]

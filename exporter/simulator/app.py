@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import json
 import socket
 import struct
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -25,7 +25,7 @@ from exporter.simulator.admin import add_admin_routes
 from exporter.simulator.auth import APIKEY_GRANT, AuthFailure
 from exporter.simulator.faults import FaultKind, FaultRule
 from exporter.simulator.filters import compile_filter
-from exporter.simulator.masks import MaskError, parse_mask, project, validate
+from exporter.simulator.masks import MaskError, is_filtered_mask, parse_mask, project, validate
 from exporter.simulator.model import (
     ACCOUNT,
     BILLING_ITEM,
@@ -247,7 +247,37 @@ def dispatch(call: Call, acct: SimAccount, now: int) -> Result:  # noqa: PLR0911
     )
 
 
-def render(call: Call, result: Result, now: int) -> tuple[Any, int | None]:
+class RowCache:
+    """Recently filtered/sorted row lists.
+
+    Paging a filtered 200,000-item list then does not re-filter on every page; keys include
+    the account's mutation version, so a mutation invalidates them.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self._size = size
+        self._entries: collections.OrderedDict[Hashable, Sequence[Any]] = collections.OrderedDict()
+
+    def get(self, key: Hashable, compute: Callable[[], Sequence[Any]]) -> Sequence[Any]:
+        """Return the cached rows for ``key``, computing and remembering them if absent."""
+        rows = self._entries.get(key)
+        if rows is None:
+            rows = compute()
+            self._entries[key] = rows
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(key)
+        return rows
+
+
+def render(
+    call: Call,
+    result: Result,
+    now: int,
+    cache: RowCache | None = None,
+    scope: Hashable = None,
+) -> tuple[Any, int | None]:
     """Apply mask, filter and resultLimit; returns (JSON value, total items or None)."""
     if result.kind == "scalar" or result.typedef is None:
         return result.value, None
@@ -256,11 +286,24 @@ def render(call: Call, result: Result, now: int) -> tuple[Any, int | None]:
     if result.kind == "object":
         if result.value is None:
             return None, None
-        return project(result.typedef, result.value, mask), None
+        relation_filters = {}
+        if is_filtered_mask(call.mask):
+            for name, rel in result.typedef.relational.items():
+                if rel.many and name in mask:
+                    compiled_rel = compile_filter(call.filter, name, TYPES[rel.target], now)
+                    if compiled_rel is not None:
+                        relation_filters[name] = compiled_rel.apply
+        return project(result.typedef, result.value, mask, relation_filters), None
     rows: Sequence[Any] = result.value
     compiled = compile_filter(call.filter, result.root_property, result.typedef, now)
     if compiled is not None:
-        rows = compiled.apply(rows)
+        filtered = compiled
+        source = rows
+        if cache is None:
+            rows = filtered.apply(source)
+        else:
+            key = (scope, call.service, call.init_id, call.method, call.filter, now // 60)
+            rows = cache.get(key, lambda: filtered.apply(source))
     total = len(rows)
     end = total if call.limit is None else call.offset + call.limit
     page = rows[call.offset : end]
@@ -307,6 +350,7 @@ class RestHandler:
 
     def __init__(self, state: SimulatorState) -> None:
         self.state = state
+        self.rows = RowCache()
 
     def _respond(
         self, status: int, body: bytes, total: int | None = None, content_type: str = "json"
@@ -332,7 +376,7 @@ class RestHandler:
             call = await parse_call(request)
         except ApiError as exc:
             return self._error(exc.status, exc.message, exc.code)
-        state.stats.record(call.key, time.monotonic())
+        state.stats.record(call.key, state.clock())
         if state.latency_seconds > 0:
             await asyncio.sleep(state.latency_seconds)
         who = state.auth.authenticate(request.headers.get("Authorization"))
@@ -345,7 +389,7 @@ class RestHandler:
                 return self._error(401, *ACCESS_DENIED)
             return self._error(401, *INVALID_TOKEN)
         acct = who
-        if state.over_rate_limit(acct.id, time.monotonic()):
+        if state.over_rate_limit(acct.id, state.clock()):
             limit = state.rate_limit_per_second
             return self._error(
                 500,
@@ -362,7 +406,8 @@ class RestHandler:
                 return early
         now = state.scenario.current_time()
         try:
-            value, total = render(call, dispatch(call, acct, now), now)
+            result = dispatch(call, acct, now)
+            value, total = render(call, result, now, self.rows, (acct.id, acct.version))
         except MaskError as exc:
             return self._error(500, exc.message, exc.code)
         except ApiError as exc:
@@ -390,6 +435,7 @@ class RestHandler:
             err = _not_found(raise_id)
             return self._error(err.status, err.message, err.code)
         if kind is FaultKind.HANG:
+            self.state.hang_started.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.state.closing.wait(), timeout=3600)
             _reset_connection(request)
@@ -403,6 +449,8 @@ class RestHandler:
         kind = rule.kind if rule is not None else None
         if kind is FaultKind.WRONG_TYPES:
             value = _swap_types(value)
+        elif kind is FaultKind.BARE_OBJECT and isinstance(value, list) and len(value) == 1:
+            value = value[0]
         body = encode(value)
         if kind is FaultKind.MISSING_TOTAL_ITEMS:
             total = None

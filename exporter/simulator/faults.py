@@ -30,6 +30,8 @@ class FaultKind(StrEnum):
     NOT_FOUND = "not_found"  # HTTP 404 SoftLayer_Exception_ObjectNotFound
     WRONG_TYPES = "wrong_types"  # real answer with numbers and strings swapped
     LARGE_PAGE_ERROR = "large_page_error"  # HTTP 500 when resultLimit > max_page_size
+    # A one-element list page sent as the bare object, as some SoftLayer list methods do.
+    BARE_OBJECT = "bare_object"
     TOKEN_EXPIRED = "token_expired"  # noqa: S105  not a secret; HTTP 500 ...AccessTokenValidation
 
 

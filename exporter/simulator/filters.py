@@ -160,7 +160,7 @@ def _string_test(op: str, operand: Operand) -> Test:  # noqa: PLR0911  one branc
     return lambda v: v is not None and pattern.search(str(v)) is None  # "!~"
 
 
-def _leaf(spec: dict[str, Any], now: int) -> tuple[Test | None, tuple[bool, int] | None]:  # noqa: PLR0911  one branch per operator family
+def _leaf(spec: dict[str, Any], now: int) -> tuple[Test | None, tuple[bool, int] | None]:  # noqa: PLR0911, PLR0912  one branch per operator family
     """Compile one leaf into (test, order) where order is (descending, priority)."""
     operation = spec["operation"]
     if isinstance(operation, bool) or not isinstance(operation, str | int | float):
@@ -190,6 +190,18 @@ def _leaf(spec: dict[str, Any], now: int) -> tuple[Test | None, tuple[bool, int]
             raise _IgnoredError
         operands = [_operand(d, now) for d in data]
         return (lambda v: any(_compare(v, o) == 0 for o in operands)), None
+    if keyword in ("or", "and"):
+        # Each data value is itself an operation ("> 5", "*= abc", "OPEN").
+        data = options.get("data")
+        if not data:
+            raise _IgnoredError
+        parts = [_leaf({"operation": value}, now)[0] for value in data]
+        tests = [t for t in parts if t is not None]
+        if len(tests) != len(parts):
+            raise _IgnoredError
+        if keyword == "or":
+            return (lambda v: any(t(v) for t in tests)), None
+        return (lambda v: all(t(v) for t in tests)), None
     if keyword in ("betweendate", "greaterthandate", "lessthandate", "isdate"):
         return _date_test(keyword, options, now), None
     prefixed = _PREFIX_OPS.match(name)
@@ -256,7 +268,9 @@ class CompiledFilter:
                 for row in rows
                 if all(test(_resolve(typedef, path, row)) for path, test in tests)
             ]
-        if self.orders:
+        # Every simulated list is already in ascending id order, so a lone "id ASC" (what
+        # softlayer-python's iter_call adds) needs no sort.
+        if self.orders and not (len(self.orders) == 1 and self.orders[0][:2] == (("id",), False)):
             selected = list(selected)
             for path, descending, _ in sorted(self.orders, key=lambda o: -o[2]):
                 selected.sort(key=self._sort_key_for(path), reverse=descending)

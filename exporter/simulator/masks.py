@@ -6,13 +6,16 @@ paths (``mask.a.b``, ``mask[a.b]``) and the legacy semicolon list ``a;b.c;d``.
 
 Projection rule (SLDN rest.md): naming any local property at a level keeps only the named
 local properties there; naming only relational properties keeps every local property. A
-relational property appears only when it is masked. An unknown property is an HTTP 500
+relational property appears only when it is masked. With ``filteredMask`` the request's
+objectFilter also filters the masked list relations of the root object (SLDN object-masks.md).
+An unknown property is an HTTP 500
 ``SoftLayer_Exception_WebService_ObjectMask``; a syntax error is
 ``SoftLayer_Exception_Common_Parser``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from exporter.simulator.model import MISSING, TYPES, TypeDef
@@ -183,8 +186,21 @@ def validate(typedef: TypeDef, mask: Mask) -> None:
             validate(TYPES[rel.target], sub)
 
 
-def project(typedef: TypeDef, obj: Any, mask: Mask) -> dict[str, Any]:  # noqa: PLR0912  the projection rule has that many cases
-    """Render one object as SoftLayer would for this (already validated) mask."""
+def is_filtered_mask(text: str | None) -> bool:
+    """Whether the mask is a ``filteredMask`` (objectFilter then applies to relations)."""
+    return text is not None and text.lstrip().startswith("filteredMask")
+
+
+def project(  # noqa: PLR0912  the projection rule has that many cases
+    typedef: TypeDef,
+    obj: Any,
+    mask: Mask,
+    relation_filters: Mapping[str, Callable[[Sequence[Any]], Sequence[Any]]] | None = None,
+) -> dict[str, Any]:
+    """Render one object as SoftLayer would for this (already validated) mask.
+
+    ``relation_filters`` (from a ``filteredMask``) filter this level's list relations.
+    """
     selected = [name for name in mask if name in typedef.local]
     out: dict[str, Any] = {}
     for name in selected or typedef.local:
@@ -211,6 +227,8 @@ def project(typedef: TypeDef, obj: Any, mask: Mask) -> dict[str, Any]:  # noqa: 
             continue
         target = TYPES[rel.target]
         if rel.many:
+            if relation_filters and name in relation_filters:
+                value = relation_filters[name](value)
             out[name] = [project(target, element, sub) for element in value]
         elif value is None:
             out[name] = None

@@ -505,6 +505,8 @@ INVOICE_ITEM = TypeDef(
         ),
         "invoice": Rel("SoftLayer_Billing_Invoice", lambda r: InvoiceRef(r.acct, r.inv)),
     },
+    # The getInvoiceTopLevelItems capture carries notes although the mask does not name it.
+    always=("notes",),
 )
 
 # -- SoftLayer_Billing_Invoice ---------------------------------------------------------------------

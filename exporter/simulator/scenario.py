@@ -278,6 +278,13 @@ class SimAccount:
         self.next_bill = utc_epoch(_add_months(anchor, 1))
         months = max(spec.invoice_months, 1)
         self.created = utc_epoch(_add_months(anchor, -months)) - 20 * _DAY
+        self._init_columns()
+        self._generate_items(rng, spec.items, now)
+        self._generate_invoices(rng, spec, now, anchor)
+
+    # -- generation --------------------------------------------------------------------------
+
+    def _init_columns(self) -> None:
         # Item columns (see module docstring); prefix sums have one extra leading zero.
         self.cat = array("B")
         self.tier = array("B")
@@ -297,12 +304,11 @@ class SimAccount:
         self.p_setup_tax = array("q", [0])
         self.p_count = array("q", [0])
         self.cancelled: set[int] = set()
+        # Bumped by every mutation of this account; keys the per-account caches below.
+        self.version = 0
+        self._category_cache: tuple[int, dict[str, tuple[int, int, int]]] | None = None
         self.invoices: list[SimInvoice] = []
         self.invoice_seq = 0
-        self._generate_items(rng, spec.items, now)
-        self._generate_invoices(rng, spec, now, anchor)
-
-    # -- generation --------------------------------------------------------------------------
 
     def _generate_items(self, rng: random.Random, n: int, now: int) -> None:
         weights = list(accumulate(c.weight for c in CATEGORIES))
@@ -367,7 +373,8 @@ class SimAccount:
         invoices: list[SimInvoice] = []
         prev_hi = 0
         for m in range(months - 1, -1, -1):  # oldest first
-            cut = utc_epoch(_add_months(anchor, -m)) + rng.randint(600, 900)
+            # Invoices are cut a few minutes after the anniversary, but never in the future.
+            cut = min(utc_epoch(_add_months(anchor, -m)) + rng.randint(600, 900), now - 120)
             hi = bisect.bisect_left(self.created_at, cut)
             latest = m == 0
             inv = self._view_invoice("RECURRING", cut, hi, prev_hi)
@@ -378,10 +385,10 @@ class SimAccount:
                 inv.status_code = "OPEN"
             elif failed:
                 inv.status_code = "CLOSED_FAILED"
-                inv.closed = min(cut + 3 * _DAY, now - 60)
+                inv.closed = max(min(cut + 3 * _DAY, now - 60), cut + 1)
             else:
                 inv.status_code = "CLOSED"
-                inv.closed = min(cut + 2 * _DAY + rng.randint(0, 7200), now - 60)
+                inv.closed = max(min(cut + 2 * _DAY + rng.randint(0, 7200), now - 60), cut + 1)
                 inv.payments = inv.total
             inv.modified = inv.closed or cut + 78
             invoices.append(inv)
@@ -405,11 +412,14 @@ class SimAccount:
         def line(code: str, description: str, recurring_fee: int, one_time: int) -> InvoiceLine:
             return InvoiceLine(CATEGORY_INDEX[code], description, recurring_fee, one_time)
 
-        def add(type_code: str, offset_days: int, lines: Sequence[InvoiceLine]) -> SimInvoice:
+        def add(
+            type_code: str, offset_days: int, lines: Sequence[InvoiceLine], taxed: bool = True
+        ) -> SimInvoice:
             created = min(cut + offset_days * _DAY + rng.randint(0, 36_000), now - 120)
-            inv = self._line_invoice(type_code, created, tuple(lines), self.tax_bp)
+            bp = self.tax_bp if taxed else 0
+            inv = self._line_invoice(type_code, created, tuple(lines), bp)
             inv.status_code = "CLOSED"
-            inv.closed = min(created + 4, now - 60)
+            inv.closed = max(min(created + 4, now - 60), created + 1)
             inv.modified = inv.closed + 9
             if inv.total > 0:
                 inv.payments = inv.total
@@ -426,12 +436,13 @@ class SimAccount:
             credit = -rng.randint(5, 100) * 1000
             add("CREDIT", 15, [line("bandwidth", "Credit for service disruption", 0, credit)])
         if age == 2 or (recurring.status_code == "CLOSED_FAILED"):
-            # The failed card payment is settled by wire a few days later.
+            # The failed card payment is settled by wire a few days later (payments are untaxed).
             add(
                 "MANUAL_PAYMENT_CREDIT",
                 5,
                 [line("bandwidth", "Manual payment credit", 0, -recurring.total)],
-            ).tax_bp = 0
+                taxed=False,
+            )
         if age == 3 or rng.random() < 0.04:
             refund = rng.randint(5, 60) * 1000
             inv = add("REFUND", 18, [line("bandwidth", "Refund of account credit", 0, refund)])
@@ -567,6 +578,8 @@ class SimAccount:
 
     def category_totals(self) -> dict[str, tuple[int, int, int]]:
         """Per category code: (recurring mills, hourly items, monthly items) of active rows."""
+        if self._category_cache is not None and self._category_cache[0] == self.version:
+            return self._category_cache[1]
         sums: dict[int, list[int]] = {}
         cancelled = self.cancelled
         for row, (c, hourly, rec) in enumerate(zip(self.cat, self.hourly, self.rec, strict=True)):
@@ -577,7 +590,9 @@ class SimAccount:
                 entry = sums[c] = [0, 0, 0]
             entry[0] += rec
             entry[1 if hourly else 2] += 1
-        return {CATEGORIES[c].code: (v[0], v[1], v[2]) for c, v in sorted(sums.items())}
+        result = {CATEGORIES[c].code: (v[0], v[1], v[2]) for c, v in sorted(sums.items())}
+        self._category_cache = (self.version, result)
+        return result
 
     def count_properties(self) -> dict[str, int]:
         """Return the SoftLayer_Account ``*Count`` properties."""
@@ -747,6 +762,7 @@ class Scenario:
         inv.closed = stamp
         inv.modified = stamp
         acct.recompute_balances()
+        acct.version += 1
         self.version += 1
         return inv.id
 
@@ -772,6 +788,7 @@ class Scenario:
         inv.id = acct._invoice_id(acct.invoice_seq)
         acct.invoices.append(inv)
         acct.recompute_balances()
+        acct.version += 1
         self.version += 1
         return inv.id
 
@@ -796,6 +813,7 @@ class Scenario:
         if own < 0:
             raise ValueError(f"recurring_fee must be >= 0, got {recurring_fee}")
         row = acct.append_item(category, own, hourly, 1 if hourly else 0, self.event_time())
+        acct.version += 1
         self.version += 1
         return acct.item_id(row)
 
@@ -813,6 +831,7 @@ class Scenario:
             raise ValueError(f"billing item {item_id} is already cancelled")
         acct.cancelled.add(row)
         acct.cancel_at[row] = self.event_time()
+        acct.version += 1
         self.version += 1
 
 

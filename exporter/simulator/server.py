@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from collections.abc import Iterable
 from types import TracebackType
@@ -57,6 +58,8 @@ class SimulatorServer:
         """Bind and start serving."""
         if self._runner is not None:
             raise RuntimeError("SimulatorServer is already running")
+        self.state.closing = asyncio.Event()
+        self.state.hang_started = asyncio.Event()
         runner = web.AppRunner(
             build_app(self.state),
             handle_signals=False,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +57,10 @@ class SimulatorState:
     latency_seconds: float = 0.0
     rate_limit_per_second: int | None = 50
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Monotonic clock for rate limiting and the stats window (tests may pin it).
+    clock: Callable[[], float] = time.monotonic
+    #: Set once a HANG fault holds a request (lets tests synchronise without sleeping).
+    hang_started: asyncio.Event = field(default_factory=asyncio.Event)
     _rate_windows: dict[int, collections.deque[float]] = field(default_factory=dict)
 
     def over_rate_limit(self, account_id: int, now: float) -> bool:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
+import structlog
 
 from exporter.metrics import build_registry
 from exporter.server import create_app, start_server
@@ -18,6 +20,17 @@ from exporter.webconfig import WebConfig
 from tests.conftest import require_tool
 
 from . import builders as b
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Tests that run main() configure logging globally; undo it after each test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 class FakePoller:
@@ -112,7 +125,9 @@ def _certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
         "req",
         "-x509",
         "-newkey",
-        "rsa:2048",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
         "-nodes",
         "-days",
         "2",
@@ -131,7 +146,9 @@ def _certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
         _openssl(
             "req",
             "-newkey",
-            "rsa:2048",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-subj",
             f"/CN={name}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from exporter import __version__
 from exporter.config import Thresholds
 from exporter.metrics import CACHED, SnapshotCollector, build_registry
 from exporter.snapshot import AccountSnapshot, Source
+from tests.conftest import require_tool
 
 from . import builders as b
 
@@ -293,6 +295,16 @@ class TestValues:
             == 1
         )
         assert values[key("softlayer_api_errors_total", account="prod", reason="server")] == 2
+
+    def test_api_errors_start_at_zero_for_every_reason(self, values):
+        """Every configured account has an errors series per reason from the start, at 0.
+
+        A counter series born at 1 on the first error is invisible to increase(), so the
+        auth and rate-limit alerts would wait for a second error.
+        """
+        assert values[key("softlayer_api_errors_total", account="prod", reason="timeout")] == 1
+        for reason in ("auth", "rate_limited", "client", "decode", "network"):
+            assert values[key("softlayer_api_errors_total", account="prod", reason=reason)] == 0
         assert (
             values[
                 key("softlayer_api_request_duration_seconds_bucket", method="getObject", le="0.1")
@@ -491,3 +503,16 @@ class TestDocumentation:
                 )
             )
             assert (CACHED in got["help"]) is not health, name
+
+
+class TestPromtool:
+    def test_promtool_check_metrics(self):
+        """promtool check metrics accepts the full exposition (every family populated)."""
+        registry = build_registry(b.state(b.full_snapshot()), b.FakeApiStats(), b.config())
+        result = subprocess.run(
+            [require_tool("promtool"), "check", "metrics"],
+            input=generate_latest(registry),
+            capture_output=True,
+            check=False,
+        )
+        assert result.returncode == 0, (result.stdout + result.stderr).decode()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
-from exporter.server import create_app, parse_listen_address, start_server
+from exporter.server import POLLER_TASK, create_app, parse_listen_address, start_server
 from exporter.snapshot import ExporterState, Source
 
 from . import builders as b
@@ -74,14 +76,19 @@ class TestProbes:
             assert resp.status == 200
 
     async def test_healthz_poller_died(self):
-        """/healthz is 503 once the poller task has died."""
+        """/healthz is 503 once the poller task has died, and the death is logged."""
         state = ExporterState(("prod",))
         poller = FakePoller(state)
         poller.crash = True
         runner, url = await run_app(state, poller)
         try:
-            poller.release.set()
-            await poller.stopped.wait()
+            with capture_logs() as logs:
+                poller.release.set()
+                task = runner.app[POLLER_TASK]
+                await asyncio.wait({task})
+                await asyncio.sleep(0)  # done-callbacks run on the next loop iteration
+            assert [e["event"] for e in logs] == ["poller_failed"]
+            assert "poller bug" in logs[0]["error"]
             async with aiohttp.ClientSession() as session, session.get(url + "/healthz") as resp:
                 assert resp.status == 503
         finally:

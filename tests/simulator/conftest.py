@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -72,7 +73,9 @@ def scenario() -> Scenario:
     return Scenario.generate(
         seed=7,
         accounts=[
-            AccountSpec(items=60, pending_invoice=True, invoice_months=8),
+            AccountSpec(
+                items=60, pending_invoice=True, invoice_months=8, tax_rate=Decimal("0.0825")
+            ),
             AccountSpec(items=5, pending_invoice=False, invoice_months=3),
         ],
         now=FIXED_NOW,

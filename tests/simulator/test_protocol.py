@@ -162,3 +162,27 @@ async def test_getpdf_is_a_base64_json_string_with_escaped_slashes(
     assert base64.b64decode(answer.json).startswith(b"%PDF")
     if "/" in answer.json:
         assert b"\\/" in answer.body
+
+
+async def test_other_formats_and_verbs(client: Client, scenario: Scenario) -> None:
+    """Only JSON is spoken; PUT defaults to editObject, which these services do not offer."""
+    acct = scenario.accounts[0]
+    xml = await client.get("SoftLayer_Account/getObject.xml", acct)
+    assert xml.status == 400
+    assert "JSON" in xml.json["error"]
+    async with client.session.put(
+        client.sim.endpoint + "SoftLayer_Account", headers=basic(acct)
+    ) as r:
+        assert r.status == 500
+        assert (await r.json())["error"] == (
+            'Function ("editObject") is not a valid method for this service.'
+        )
+
+
+async def test_headers_like_softlayer(client: Client, scenario: Scenario) -> None:
+    """Answers carry SoftLayer's Server/X-Frame-Options/Vary headers and application/json."""
+    answer = await client.get("SoftLayer_Account/getObject.json", scenario.accounts[0])
+    assert answer.headers["Server"] == "Apache"
+    assert answer.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert answer.total is None  # only lists carry the total-items header

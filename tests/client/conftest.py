@@ -1,0 +1,170 @@
+"""Fixtures for the client tests: a simulated SoftLayer API on loopback and configs for it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, RetryConfig, Secret
+from exporter.poller import Poller
+from exporter.simulator import AccountSpec, Scenario, SimulatorServer
+from exporter.snapshot import AccountSnapshot, ExporterState, InvoiceSummary
+
+#: Fast retries so fault tests take milliseconds; the policy itself is what's under test.
+FAST_RETRY = RetryConfig(attempts=3, initial_backoff_seconds=0.001, max_backoff_seconds=0.005)
+
+
+def account_config(sim: SimulatorServer, acct: Any, name: str, method: AuthMethod) -> AccountConfig:
+    """Credentials of one simulated account in the requested auth style."""
+    if method is AuthMethod.CLASSIC:
+        auth = AuthConfig(method=method, api_key=Secret(acct.api_key), username=acct.username)
+    else:
+        auth = AuthConfig(
+            method=method, api_key=Secret(acct.api_key), iam_token_url=sim.iam_token_url
+        )
+    return AccountConfig(name=name, endpoint=sim.endpoint, auth=auth)
+
+
+def make_config(
+    sim: SimulatorServer,
+    scenario: Scenario,
+    *,
+    method: AuthMethod = AuthMethod.CLASSIC,
+    **overrides: Any,
+) -> Config:
+    """A config polling every scenario account as ``acct0``, ``acct1``, ..."""
+    accounts = tuple(
+        account_config(sim, acct, f"acct{index}", method)
+        for index, acct in enumerate(scenario.accounts)
+    )
+    settings: dict[str, Any] = {
+        "request_timeout_seconds": 2.0,
+        "max_requests_per_second": 500.0,
+        "max_concurrent_requests": 4,
+        "page_size": 100,
+        "retry": FAST_RETRY,
+        "top_categories": 1000,
+        "poll_interval_seconds": 60.0,
+    }
+    settings.update(overrides)
+    return Config(accounts=accounts, **settings)
+
+
+def pages(count: int, size: int) -> int:
+    """Requests a paged method needs for ``count`` records: always at least one."""
+    return max(1, math.ceil(count / size))
+
+
+def window_invoices(truth: Any, since: datetime) -> list[Any]:
+    """Invoices of the truth created inside the poller's look-back window."""
+    return [inv for inv in truth.invoices if inv.created >= since]
+
+
+def assert_invoice(parsed: InvoiceSummary | None, expected: Any) -> None:
+    """Every field of a parsed invoice equals the simulator's ground truth."""
+    if expected is None:
+        assert parsed is None
+        return
+    assert parsed is not None
+    assert parsed.invoice_id == expected.id
+    assert (parsed.type_code, parsed.status_code) == (expected.type_code, expected.status_code)
+    assert parsed.created == expected.created
+    assert parsed.closed == expected.closed
+    assert parsed.total_usd == expected.total
+    assert parsed.pre_tax_usd == expected.pre_tax
+    assert parsed.recurring_usd == expected.recurring
+    assert parsed.one_time_usd == expected.one_time
+    assert parsed.tax_usd == expected.tax
+    assert parsed.payments_usd == expected.payments
+    assert parsed.item_count == expected.item_count
+
+
+def assert_matches_truth(snapshot: AccountSnapshot, scenario: Scenario, account_id: int) -> None:
+    """The whole snapshot of one account equals ``scenario.truth()`` (top-N not folding)."""
+    truth = scenario.truth(account_id)
+    acct = next(a for a in scenario.accounts if a.id == account_id)
+    summary = snapshot.summary
+    assert summary is not None
+    assert summary.account_id == account_id
+    assert summary.company_name == acct.company_name
+    assert summary.balance_usd == truth.balance
+    assert summary.next_invoice_pre_tax_usd == truth.next_invoice_pre_tax
+    assert summary.next_invoice_recurring_usd == truth.next_invoice_recurring
+    assert summary.next_invoice_one_time_usd == truth.next_invoice_one_time
+    assert summary.next_invoice_tax_usd == truth.next_invoice_tax
+    assert summary.next_invoice_item_count == truth.next_invoice_item_count
+    assert_invoice(snapshot.latest_recurring_invoice, truth.latest_recurring_invoice)
+    assert snapshot.pending_invoice is not None
+    assert_invoice(snapshot.pending_invoice.invoice, truth.pending_invoice)
+    breakdown = snapshot.next_invoice
+    assert breakdown is not None
+    assert breakdown.folded_categories == 0
+    assert breakdown.item_count == truth.next_invoice_item_count
+    got = {
+        c.code: (c.name, c.amount_usd, c.hourly_items, c.monthly_items)
+        for c in breakdown.categories
+    }
+    want = {
+        c.code: (c.name or c.code, c.amount, c.hourly_items, c.monthly_items)
+        for c in truth.categories.values()
+    }
+    assert got == want
+    window = snapshot.invoices
+    assert window is not None
+    expected_counts = dict.fromkeys(window.counts, 0)
+    expected_amounts = dict.fromkeys(window.amounts_usd, 0)
+    for inv in window_invoices(truth, window.since):
+        expected_counts[(inv.type_code, inv.status_code)] += 1
+        expected_amounts[(inv.type_code, inv.status_code)] += inv.total
+    assert dict(window.counts) == expected_counts
+    assert dict(window.amounts_usd) == expected_amounts
+    assert len(window.counts) == 18
+
+
+@pytest.fixture
+def scenario() -> Scenario:
+    """Two accounts: one with a pending invoice and 40 items, one without and 5 items."""
+    return Scenario.generate(
+        seed=7,
+        accounts=[
+            AccountSpec(items=40, pending_invoice=True, invoice_months=24),
+            AccountSpec(items=5, pending_invoice=False),
+        ],
+    )
+
+
+@pytest.fixture
+async def sim(scenario: Scenario) -> AsyncIterator[SimulatorServer]:
+    """The simulator on an ephemeral loopback port, rate limit well above our budgets."""
+    async with SimulatorServer(
+        scenario, host="127.0.0.1", port=0, latency_seconds=0.0, rate_limit_per_second=10_000
+    ) as server:
+        yield server
+
+
+PollerFactory = Callable[..., Poller]
+
+
+@pytest.fixture
+async def make_poller() -> AsyncIterator[PollerFactory]:
+    """Build pollers (closed at teardown) for a config."""
+    made: list[Poller] = []
+
+    def factory(config: Config) -> Poller:
+        poller = Poller(config, ExporterState(tuple(a.name for a in config.accounts)))
+        made.append(poller)
+        return poller
+
+    yield factory
+    for poller in made:
+        await poller.aclose()
+
+
+def with_accounts(config: Config, *names: str) -> Config:
+    """The same config restricted to some accounts."""
+    return replace(config, accounts=tuple(a for a in config.accounts if a.name in names))

@@ -1,0 +1,246 @@
+"""The poller against the simulated SoftLayer API over loopback: values, calls, paging."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta, timezone
+from decimal import Decimal
+
+import aiohttp
+import structlog
+
+from exporter.api_stats import ApiStats
+from exporter.poller import Poller
+from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
+from exporter.snapshot import Source
+from exporter.softlayer import SoftLayerClient
+from tests.client.conftest import (
+    PollerFactory,
+    assert_matches_truth,
+    make_config,
+    pages,
+)
+
+CENTRAL = timezone(timedelta(hours=-6))
+GET_OBJECT = "SoftLayer_Account::getObject"
+GET_INVOICES = "SoftLayer_Account::getInvoices"
+GET_ITEMS = "SoftLayer_Account::getNextInvoiceTopLevelBillingItems"
+
+
+def expected_calls(poller: Poller, scenario: Scenario, page_size: int) -> Counter[str]:
+    """Exact API calls of one clean cycle, from the truth and the window the poller used."""
+    calls: Counter[str] = Counter()
+    for account, acct in zip(poller.config.accounts, scenario.accounts, strict=True):
+        truth = scenario.truth(acct.id)
+        window = poller.state.accounts[account.name].invoices
+        assert window is not None
+        calls[GET_OBJECT] += 1
+        # The date filter is sent one day early as a UTC wall time (see
+        # exporter.poller._FILTER_MARGIN); the simulator reads such dates as Central time.
+        start = (window.since - timedelta(days=1)).replace(microsecond=0, tzinfo=CENTRAL)
+        server_side = [inv for inv in truth.invoices if inv.created > start]
+        calls[GET_INVOICES] += pages(len(server_side), page_size)
+        calls[GET_ITEMS] += pages(truth.next_invoice_item_count, page_size)
+    return calls
+
+
+async def test_values_equal_truth_with_and_without_pending_invoice(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
+) -> None:
+    """Every snapshot field equals scenario.truth(): pending and no-pending accounts."""
+    poller = make_poller(make_config(sim, scenario))
+    sim.reset_stats()
+    assert await poller.poll_once() is True
+    assert poller.state.first_cycle_done
+    # Two accounts at the default page size: one call per data set, 3 per account.
+    assert sim.stats.requests == {GET_OBJECT: 2, GET_INVOICES: 2, GET_ITEMS: 2}
+    stats = poller.api_stats
+    assert set(stats.methods) == {"getObject", "getInvoices", "getNextInvoiceTopLevelBillingItems"}
+    assert stats.requests[("acct1", "getInvoices", "200")] == 1
+    assert stats.errors == {}
+    buckets, _, count = stats.duration_histogram("getObject")
+    assert count == 2
+    assert buckets[-1][1] == 2
+    for index, acct in enumerate(scenario.accounts):
+        snapshot = poller.state.accounts[f"acct{index}"]
+        assert snapshot.up
+        assert set(snapshot.sources) == set(Source)
+        assert_matches_truth(snapshot, scenario, acct.id)
+    with_pending = poller.state.accounts["acct0"].pending_invoice
+    without = poller.state.accounts["acct1"].pending_invoice
+    assert with_pending is not None
+    assert with_pending.invoice is not None
+    assert without is not None
+    assert without.invoice is None
+
+
+async def test_hourly_monthly_and_parent_child_items(
+    make_poller: PollerFactory,
+) -> None:
+    """Category amounts include children (nextInvoiceTotalRecurringAmount), hourly split kept."""
+    scenario = Scenario.generate(seed=11, accounts=[AccountSpec(items=60, pending_invoice=True)])
+    async with SimulatorServer(
+        scenario, host="127.0.0.1", port=0, rate_limit_per_second=10_000
+    ) as sim:
+        poller = make_poller(make_config(sim, scenario))
+        assert await poller.poll_once()
+        snapshot = poller.state.accounts["acct0"]
+        assert_matches_truth(snapshot, scenario, scenario.accounts[0].id)
+        breakdown = snapshot.next_invoice
+        assert breakdown is not None
+        assert sum(c.hourly_items for c in breakdown.categories) > 0
+        assert sum(c.monthly_items for c in breakdown.categories) > 0
+        # The parents' bare recurringFee would under-report: children carry real money here.
+        bare: dict[str, Decimal] = {}
+        async with aiohttp.ClientSession() as session:
+            client = SoftLayerClient(poller.config.accounts[0], poller.config, session, ApiStats())
+            page = await client.call(
+                "SoftLayer_Account",
+                "getNextInvoiceTopLevelBillingItems",
+                mask="mask[id,categoryCode,recurringFee]",
+                result_limit=(0, 1000),
+            )
+        for row in page.body:
+            fee = Decimal(row["recurringFee"])
+            bare[row["categoryCode"]] = bare.get(row["categoryCode"], Decimal(0)) + fee
+        amounts = {c.code: c.amount_usd for c in breakdown.categories}
+        assert any(amounts[code] > fee for code, fee in bare.items())
+
+
+async def test_calls_per_cycle_are_exact(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
+) -> None:
+    """A clean cycle makes exactly 1 getObject + ceil(I/P) + ceil(N/P) calls per account."""
+    poller = make_poller(make_config(sim, scenario, page_size=10))
+    sim.reset_stats()
+    assert await poller.poll_once()
+    first = Counter(sim.stats.requests)
+    assert first == expected_calls(poller, scenario, page_size=10)
+    # The same again on the next cycle: nothing cached that changes the count.
+    sim.reset_stats()
+    assert await poller.poll_once()
+    assert Counter(sim.stats.requests) == first
+    assert sim.stats.total == sum(first.values())
+
+
+async def test_many_pages_fetched_concurrently_match_truth(make_poller: PollerFactory) -> None:
+    """250 items in pages of 7 (36 pages, concurrent after the first) sum exactly to truth."""
+    scenario = Scenario.generate(seed=3, accounts=[AccountSpec(items=250, pending_invoice=True)])
+    async with SimulatorServer(
+        scenario, host="127.0.0.1", port=0, rate_limit_per_second=10_000
+    ) as sim:
+        poller = make_poller(make_config(sim, scenario, page_size=7, max_concurrent_requests=6))
+        assert await poller.poll_once()
+        assert_matches_truth(poller.state.accounts["acct0"], scenario, scenario.accounts[0].id)
+        truth = scenario.truth(scenario.accounts[0].id)
+        assert sim.stats.requests[GET_ITEMS] == pages(truth.next_invoice_item_count, 7)
+
+
+async def test_large_page_internal_error_halves_and_remembers(make_poller: PollerFactory) -> None:
+    """Pages above the server's limit answer Internal Error: halve, succeed, keep the size."""
+    scenario = Scenario.generate(seed=5, accounts=[AccountSpec(items=120, pending_invoice=True)])
+    async with SimulatorServer(
+        scenario, host="127.0.0.1", port=0, rate_limit_per_second=10_000
+    ) as sim:
+        sim.add_fault(
+            FaultRule(kind=FaultKind.LARGE_PAGE_ERROR, method=GET_ITEMS, max_page_size=30)
+        )
+        poller = make_poller(make_config(sim, scenario, page_size=100))
+        assert await poller.poll_once()
+        assert_matches_truth(poller.state.accounts["acct0"], scenario, scenario.accounts[0].id)
+        client = poller._accounts[0]._client
+        assert client.page_size("SoftLayer_Account", "getNextInvoiceTopLevelBillingItems") == 25
+        # Next cycle starts at the remembered size: no failing request, ceil(N/25) calls.
+        sim.reset_stats()
+        errors_before = dict(poller.api_stats.errors)
+        assert await poller.poll_once()
+        truth = scenario.truth(scenario.accounts[0].id)
+        assert sim.stats.requests[GET_ITEMS] == pages(truth.next_invoice_item_count, 25)
+        assert dict(poller.api_stats.errors) == errors_before
+        assert_matches_truth(poller.state.accounts["acct0"], scenario, scenario.accounts[0].id)
+
+
+async def test_scenario_changes_show_up_next_cycle(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
+) -> None:
+    """Paying the pending invoice, opening one and adding an item are seen on the next poll."""
+    poller = make_poller(make_config(sim, scenario))
+    assert await poller.poll_once()
+    first, second = scenario.accounts
+    scenario.pay_pending_invoice(first.id)
+    scenario.open_pending_invoice(second.id, amount=Decimal("5000"))
+    scenario.add_billing_item(
+        second.id, category_code="guest_core", recurring_fee=Decimal("12.5"), hourly=True
+    )
+    assert await poller.poll_once()
+    assert_matches_truth(poller.state.accounts["acct0"], scenario, first.id)
+    assert_matches_truth(poller.state.accounts["acct1"], scenario, second.id)
+    pending = poller.state.accounts["acct1"].pending_invoice
+    assert pending is not None
+    assert pending.invoice is not None
+
+
+async def test_one_canonical_poll_event_per_account(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
+) -> None:
+    """Each poll logs exactly one `poll` event per account with outcome, duration, requests."""
+    poller = make_poller(make_config(sim, scenario))
+    sim.reset_stats()
+    with structlog.testing.capture_logs() as events:
+        assert await poller.poll_once()
+    polls = [e for e in events if e["event"] == "poll"]
+    assert sorted(e["account"] for e in polls) == ["acct0", "acct1"]
+    for event in polls:
+        assert event["outcome"] == "ok"
+        assert event["sources_failed"] == []
+        assert event["duration_seconds"] >= 0
+    assert sum(e["requests"] for e in polls) == sim.stats.total
+    assert len(events) == len(polls)
+
+
+async def test_run_loops_and_stops_on_event(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
+) -> None:
+    """run() polls repeatedly at the interval and returns promptly once stop is set."""
+    poller = make_poller(make_config(sim, scenario, poll_interval_seconds=0.01, poll_jitter=0.5))
+    stop = asyncio.Event()
+    cycles = 0
+    third_cycle = asyncio.Event()
+    publish = poller.state.publish
+
+    def counting_publish(snapshot: object) -> None:
+        nonlocal cycles
+        publish(snapshot)
+        if snapshot.name == "acct1":
+            cycles += 1
+            if cycles == 3:
+                third_cycle.set()
+
+    poller.state.publish = counting_publish
+    runner = asyncio.create_task(poller.run(stop))
+    await asyncio.wait_for(third_cycle.wait(), timeout=10)
+    stop.set()
+    await asyncio.wait_for(runner, timeout=5)
+    assert cycles >= 3
+    snapshot = poller.state.accounts["acct0"]
+    assert snapshot.next_poll is not None
+    assert snapshot.up
+
+
+async def test_stop_cancels_a_hanging_cycle_cleanly(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
+) -> None:
+    """Setting stop during a hung poll ends run() without publishing a half snapshot."""
+    poller = make_poller(make_config(sim, scenario, request_timeout_seconds=30))
+    assert await poller.poll_once()
+    before = dict(poller.state.accounts)
+    sim.add_fault(FaultRule(kind=FaultKind.HANG, method=GET_INVOICES))
+    stop = asyncio.Event()
+    runner = asyncio.create_task(poller.run(stop))
+    # Stop once a hanging request has reached the simulator.
+    await asyncio.wait_for(sim.state.hang_started.wait(), timeout=10)
+    stop.set()
+    await asyncio.wait_for(runner, timeout=5)
+    # Both accounts were waiting on the hung call: their previous snapshots stand, whole.
+    assert dict(poller.state.accounts) == before

@@ -1,0 +1,162 @@
+"""SIGTERM during a poll: the real process exits 0 within 5 s and closes cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from .builders import PLANTED_KEY
+
+SHUTDOWN_LIMIT_SECONDS = 5.0
+STARTUP_LIMIT_SECONDS = 30.0
+
+
+@dataclass
+class HangingApi:
+    """A 'SoftLayer' that accepts requests and never answers them."""
+
+    url: str
+    request_seen: asyncio.Event
+    release: asyncio.Event
+
+
+@pytest.fixture(name="hanging")
+async def _hanging() -> AsyncIterator[HangingApi]:
+    seen, release = asyncio.Event(), asyncio.Event()
+    api = HangingApi("", seen, release)
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.set()
+        await release.wait()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    api.url = f"http://{host}:{port}/rest/v3.1/"
+    yield api
+    release.set()
+    await runner.cleanup()
+
+
+@dataclass
+class Exporter:
+    proc: asyncio.subprocess.Process
+    url: str
+    lines: list[dict[str, object]]
+    reader: asyncio.Task[None]
+
+
+async def start_exporter(*args: str, env: dict[str, str]) -> Exporter:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--log.format",
+        "json",
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    lines: list[dict[str, object]] = []
+    listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def read() -> None:
+        assert proc.stderr is not None
+        while line := await proc.stderr.readline():
+            event = json.loads(line)
+            lines.append(event)
+            if event.get("event") == "listening" and not listening.done():
+                listening.set_result(event["urls"][0])  # type: ignore[index]
+        if not listening.done():
+            listening.set_exception(AssertionError(f"exporter exited: {lines}"))
+
+    reader = asyncio.create_task(read())
+    url = await asyncio.wait_for(listening, STARTUP_LIMIT_SECONDS)
+    return Exporter(proc, url, lines, reader)
+
+
+async def test_sigterm_during_poll(tmp_path, hanging):
+    """A poll hanging on SoftLayer is cancelled by SIGTERM; exit 0 within 5 s."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"poll_interval: 1h\nrequest_timeout: 5m\naccounts:\n  - name: prod\n"
+        f"    endpoint: {hanging.url}\n"
+        f"    auth: {{method: classic, username: u, api_key_env: SL_KEY}}\n"
+    )
+    exporter = await start_exporter("--config.file", str(config), env={"SL_KEY": PLANTED_KEY})
+    try:
+        await asyncio.wait_for(hanging.request_seen.wait(), STARTUP_LIMIT_SECONDS)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(exporter.url + "/healthz") as resp:
+                assert resp.status == 200
+            async with session.get(exporter.url + "/readyz") as resp:
+                assert resp.status == 503  # the first cycle is still hanging
+        started = time.monotonic()
+        exporter.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(exporter.proc.wait(), SHUTDOWN_LIMIT_SECONDS)
+        elapsed = time.monotonic() - started
+        await exporter.reader
+    finally:
+        if exporter.proc.returncode is None:
+            exporter.proc.kill()
+            await exporter.proc.wait()
+    assert code == 0
+    assert elapsed < SHUTDOWN_LIMIT_SECONDS
+    events = [line["event"] for line in exporter.lines]
+    assert "shutting_down" in events
+    assert "poller_stopped" in events
+    assert not [line for line in exporter.lines if line["level"] == "error"]
+    assert PLANTED_KEY not in json.dumps(exporter.lines)
+
+
+async def test_sigint_when_idle(tmp_path):
+    """SIGINT (Ctrl-C) between polls also exits 0; an unreachable API is not fatal."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "poll_interval: 1h\nretry: {attempts: 1}\naccounts:\n  - name: prod\n"
+        "    endpoint: http://127.0.0.1:9/rest/v3.1/\n"
+        "    auth: {method: apikey, api_key_env: SL_KEY}\n"
+    )
+    exporter = await start_exporter("--config.file", str(config), env={"SL_KEY": PLANTED_KEY})
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + STARTUP_LIMIT_SECONDS
+            status = 0
+            while status != 200 and time.monotonic() < deadline:  # wait for the first cycle
+                async with session.get(exporter.url + "/readyz") as resp:
+                    status = resp.status
+                if status != 200:
+                    await asyncio.sleep(0.1)
+            assert status == 200
+            async with session.get(exporter.url + "/metrics") as resp:
+                text = await resp.text()
+            assert 'softlayer_up{account="prod"} 0.0' in text
+        exporter.proc.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(exporter.proc.wait(), SHUTDOWN_LIMIT_SECONDS)
+        await exporter.reader
+    finally:
+        if exporter.proc.returncode is None:
+            exporter.proc.kill()
+            await exporter.proc.wait()
+    assert code == 0
+    assert PLANTED_KEY not in json.dumps(exporter.lines)
+    polls = [line for line in exporter.lines if line["event"] == "poll"]
+    assert [(p["account"], p["outcome"]) for p in polls] == [("prod", "failed")]

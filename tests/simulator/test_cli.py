@@ -1,0 +1,135 @@
+"""The softlayer-api-simulator console script: first JSON line, serving, options, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from exporter.simulator.cli import build_parser, main, parse_listen_address
+
+
+def console_script() -> list[str]:
+    """The installed console script (venv first on PATH), else the module entry point."""
+    here = Path(sys.executable).parent / "softlayer-api-simulator"
+    found = str(here) if here.exists() else shutil.which("softlayer-api-simulator")
+    return [found] if found else [sys.executable, "-m", "exporter.simulator.cli"]
+
+
+@pytest.fixture
+def simulator_process() -> Iterator[tuple[subprocess.Popen[str], dict[str, object]]]:
+    with subprocess.Popen(
+        [
+            *console_script(),
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--seed",
+            "3",
+            "--accounts",
+            "2",
+            "--items",
+            "12",
+            "--fault",
+            "internal_error:SoftLayer_Account::getInvoices:1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as process:
+        try:
+            assert process.stdout is not None
+            first = json.loads(process.stdout.readline())
+            yield process, first
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+async def test_first_line_and_serving(
+    simulator_process: tuple[subprocess.Popen[str], dict[str, object]],
+) -> None:
+    """The first stdout line is JSON with endpoint and credentials that work; faults apply."""
+    process, first = simulator_process
+    assert set(first) >= {"endpoint", "iam_token_url", "admin_url", "accounts"}
+    endpoint = str(first["endpoint"])
+    assert endpoint.startswith("http://127.0.0.1:")
+    assert endpoint.endswith("/rest/v3.1/")
+    accounts = first["accounts"]
+    assert isinstance(accounts, list)
+    assert len(accounts) == 2
+    acct = accounts[0]
+    auth = {"Authorization": aiohttp.encode_basic_auth(acct["username"], acct["api_key"])}
+    async with aiohttp.ClientSession(headers=auth) as session:
+        async with session.get(
+            endpoint + "SoftLayer_Account/getObject.json?objectMask=mask[id]"
+        ) as r:
+            assert await r.json() == {"id": acct["id"]}
+        async with session.get(endpoint + "SoftLayer_Account/getInvoices.json") as r:
+            assert r.status == 500  # the --fault fires once
+        async with session.get(endpoint + "SoftLayer_Account/getInvoices.json") as r:
+            assert r.status == 200
+        async with session.get(str(first["admin_url"]) + "stats") as r:
+            stats = await r.json()
+    assert stats["requests"]["SoftLayer_Account::getInvoices"] == 2
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
+def test_help_documents_the_options() -> None:
+    """--help lists every option the README promises."""
+    result = subprocess.run(
+        [*console_script(), "--help"], capture_output=True, text=True, timeout=60, check=True
+    )
+    for option in (
+        "--web.listen-address",
+        "--seed",
+        "--accounts",
+        "--items",
+        "--invoice-months",
+        "--pending-invoice",
+        "--latency",
+        "--rate-limit",
+        "--token-ttl",
+        "--fault",
+        "--now",
+    ):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--web.listen-address", "nonsense"], "expected HOST:PORT"),
+        (["--items", "-3"], "expected an integer >= 0"),
+        (["--fault", "explode"], "unknown fault kind 'explode'"),
+        (["--latency", "soon"], "expected a number"),
+        (["--now", "2026-01-01T00:00:00"], "needs a UTC offset"),
+        (["--accounts", "0"], "--accounts must be at least 1"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad options exit with status 2 and say what is wrong."""
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_listen_address_forms() -> None:
+    """host:port, [v6]:port and :port (all interfaces) parse."""
+    assert parse_listen_address("127.0.0.1:0") == ("127.0.0.1", 0)
+    assert parse_listen_address("[::1]:8080") == ("::1", 8080)
+    assert parse_listen_address(":9779") == ("0.0.0.0", 9779)
+    assert build_parser().parse_args([]).listen == ("127.0.0.1", 9779)
