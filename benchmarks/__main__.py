@@ -171,7 +171,6 @@ def _refresh_once(
         "max_per_second": stats["max_per_second"],
         "window_invoices": sum(truth["window_counts"].values()),
         "check": _check(result, truth) if result.get("ok") else result.get("error", "failed"),
-        "sim_sort_cache": sim.hello.get("sort_cache", False),
     }
     _log(
         f"{contender:8} {items:>7} items @{latency * 1000:.0f} ms: "
@@ -459,12 +458,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.our_concurrency}, {args.invoice_months} months of invoices, look-back "
         f"{args.lookback_days:g} days"
     )
-    if records:
-        cached = all(r["sim_sort_cache"] for r in records)
-        print(
-            "simulator sorted-list cache (benchmarks/simhost.py): "
-            + ("on" if cached else "OFF: simulator CPU per page grows with the item count")
-        )
     if records and "refresh" not in args.skip:
         print("\n## Refresh: ours vs official client\n")
         print(refresh_tables(records, args))

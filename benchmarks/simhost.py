@@ -14,47 +14,12 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from benchmarks.harness import emit
 from exporter.simulator import AccountSpec, Scenario, SimulatorServer
-
-
-def _install_sort_cache() -> bool:
-    """Sort each filtered list once instead of on every page request.
-
-    The simulator applies an ``orderBy`` filter by materialising and sorting every row on each
-    request, so a page costs O(N log N) of simulator CPU: about 0.2 s at 20k items and over a
-    second at 100k, far above the latency being simulated. That would measure the simulator,
-    not the contenders. The scenario never changes during a benchmark, so the sorted list of a
-    sort-only filter (no tests) can be reused; results are identical. Keyed by row type, sort
-    orders and row count: this host serves one account, and only
-    ``getNextInvoiceTopLevelBillingItems`` is paged with a sort-only filter.
-    Returns whether the cache could be installed (the simulator's internals may change).
-    """
-    try:
-        from exporter.simulator.filters import CompiledFilter  # noqa: PLC0415
-    except ImportError:
-        return False
-    original = getattr(CompiledFilter, "apply", None)
-    if original is None:
-        return False
-    cache: dict[tuple[Any, ...], Sequence[Any]] = {}
-
-    def apply(self: Any, rows: Sequence[Any]) -> Sequence[Any]:
-        if self.tests or not self.orders:
-            result: Sequence[Any] = original(self, rows)
-            return result
-        key = (self.typedef.name, self.orders, len(rows))
-        if key not in cache:
-            cache[key] = original(self, rows)
-        return cache[key]
-
-    CompiledFilter.apply = apply  # type: ignore[method-assign]
-    return True
 
 
 def _truth(scenario: Scenario, account_id: int, since: float) -> dict[str, Any]:
@@ -82,7 +47,6 @@ def _truth(scenario: Scenario, account_id: int, since: float) -> dict[str, Any]:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    sort_cache = _install_sort_cache() if args.sort_cache else False
     started = time.monotonic()
     scenario = Scenario.generate(
         seed=args.seed,
@@ -110,7 +74,6 @@ async def _serve(args: argparse.Namespace) -> None:
                     "api_key": account.api_key,
                 },
                 "generate_seconds": round(generated, 3),
-                "sort_cache": sort_cache,
             }
         )
         loop = asyncio.get_running_loop()
@@ -151,9 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--rate-limit", type=int, default=50)
-    parser.add_argument(
-        "--no-sort-cache", dest="sort_cache", action="store_false", help="see _install_sort_cache"
-    )
     args = parser.parse_args(argv)
     asyncio.run(_serve(args))
     return 0
