@@ -117,6 +117,8 @@ def run_scrape_benchmark(
             [server, "--accounts", str(accounts), "--categories", str(categories)],
         ) as child:
             url = child.hello["url"]
+            # One unmeasured scrape first: imports and first-use costs are not per scrape.
+            asyncio.run(_load(url, 1, 1, warm_up=False))
             for concurrency in concurrencies:
                 count = max(scrapes, concurrency)
                 cpu_before = proc_cpu_seconds(child.pid)
