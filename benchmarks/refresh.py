@@ -1,0 +1,140 @@
+"""One contender's full refresh in a fresh process: ``python -m benchmarks.refresh ours|baseline``.
+
+Prints one ``@bench`` JSON line: wall and CPU time of the refresh itself, the process's peak
+RSS (``ru_maxrss``, interpreter and imports included, as an operator would see it), the RSS
+after imports (to show what the refresh itself added) and a summary of the aggregates, which
+the driver checks against the simulator's ground truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from decimal import Decimal
+from typing import Any
+
+from benchmarks.harness import emit, self_usage
+
+
+def _run_baseline(args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks import baseline  # noqa: PLC0415  imported before the clock starts, see main
+
+    result = baseline.refresh(
+        args.endpoint,
+        args.username,
+        args.api_key,
+        page_size=args.page_size,
+        lookback_seconds=args.lookback_days * 86400.0,
+        top_categories=args.top_categories,
+    )
+    categories = result.categories.values()
+    return {
+        "ok": True,
+        "retries": result.retries,
+        "since": result.since,
+        "category_count": len(result.categories),
+        "folded_categories": result.folded_categories,
+        "category_amount": str(sum((c["amount"] for c in categories), Decimal(0))),
+        "hourly_items": sum(c["hourly"] for c in categories),
+        "monthly_items": sum(c["monthly"] for c in categories),
+        "window_counts": result.window_counts,
+        "window_amount": str(result.window_amount),
+    }
+
+
+async def _run_ours(args: argparse.Namespace) -> dict[str, Any]:
+    from exporter.poller import Poller  # noqa: PLC0415
+
+    from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, Secret  # noqa: PLC0415
+    from exporter.snapshot import ExporterState  # noqa: PLC0415
+
+    config = Config(
+        accounts=(
+            AccountConfig(
+                name="bench",
+                endpoint=args.endpoint,
+                auth=AuthConfig(
+                    method=AuthMethod.CLASSIC,
+                    api_key=Secret(args.api_key),
+                    username=args.username,
+                ),
+            ),
+        ),
+        request_timeout_seconds=120.0,
+        max_requests_per_second=args.rate,
+        max_concurrent_requests=args.concurrency,
+        page_size=args.page_size,
+        invoice_lookback_seconds=args.lookback_days * 86400.0,
+        top_categories=args.top_categories,
+    )
+    state = ExporterState(("bench",))
+    poller = Poller(config, state)
+    try:
+        ok = await poller.poll_once()
+    finally:
+        await poller.aclose()
+    snapshot = state.accounts["bench"]
+    errors = dict(poller.api_stats.errors)
+    result: dict[str, Any] = {
+        "ok": bool(ok),
+        "retries": sum(errors.values()),
+        "errors": {f"{a}/{r}": n for (a, r), n in errors.items()},
+    }
+    if snapshot.next_invoice is not None:
+        categories = snapshot.next_invoice.categories
+        result.update(
+            category_count=len(categories),
+            folded_categories=snapshot.next_invoice.folded_categories,
+            category_amount=str(sum((c.amount_usd for c in categories), Decimal(0))),
+            hourly_items=sum(c.hourly_items for c in categories),
+            monthly_items=sum(c.monthly_items for c in categories),
+        )
+    if snapshot.invoices is not None:
+        result.update(
+            since=snapshot.invoices.since.timestamp(),
+            window_counts={f"{t}/{s}": n for (t, s), n in snapshot.invoices.counts.items() if n},
+            window_amount=str(sum(snapshot.invoices.amounts_usd.values(), Decimal(0))),
+        )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one refresh and report it; exit 1 if the contender reported a failed refresh."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.refresh")
+    parser.add_argument("contender", choices=["ours", "baseline"])
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--username", required=True)
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument("--lookback-days", type=float, default=90.0)
+    parser.add_argument("--top-categories", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=50.0, help="ours: max requests per second")
+    parser.add_argument("--concurrency", type=int, default=16, help="ours: concurrent requests")
+    args = parser.parse_args(argv)
+
+    # Import each contender's libraries before the clock starts: both pay their import cost
+    # in every real deployment once, not per refresh.
+    if args.contender == "baseline":
+        import benchmarks.baseline  # noqa: F401, PLC0415
+    else:
+        import exporter.poller  # noqa: F401, PLC0415
+    idle = self_usage()
+    started = time.monotonic()
+    result = _run_baseline(args) if args.contender == "baseline" else asyncio.run(_run_ours(args))
+    wall = time.monotonic() - started
+    done = self_usage()
+    result.update(
+        contender=args.contender,
+        wall_seconds=wall,
+        cpu_seconds=done.cpu_seconds - idle.cpu_seconds,
+        peak_rss_mb=done.peak_rss_mb,
+        idle_rss_mb=idle.peak_rss_mb,
+    )
+    emit(result)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
