@@ -45,9 +45,8 @@ def _run_baseline(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _run_ours(args: argparse.Namespace) -> dict[str, Any]:
-    from exporter.poller import Poller  # noqa: PLC0415
-
     from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, Secret  # noqa: PLC0415
+    from exporter.poller import Poller  # noqa: PLC0415
     from exporter.snapshot import ExporterState  # noqa: PLC0415
 
     config = Config(

@@ -105,16 +105,7 @@ def add_admin_routes(app: web.Application, state: SimulatorState) -> None:  # no
     async def index(request: web.Request) -> web.Response:
         return web.json_response(
             {
-                "accounts": [
-                    {
-                        "id": a.id,
-                        "username": a.username,
-                        "api_key": a.api_key,
-                        "iam_api_key": a.iam_api_key,
-                        "company_name": a.company_name,
-                    }
-                    for a in scenario.accounts
-                ],
+                "accounts": [a.credentials() for a in scenario.accounts],
                 "stats": state.stats.to_json(),
                 "faults": [{"id": fid, **rule.to_json()} for fid, rule in state.faults.items()],
                 "latency_seconds": state.latency_seconds,

@@ -181,16 +181,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
             "endpoint": sim.endpoint,
             "iam_token_url": sim.iam_token_url,
             "admin_url": sim.admin_url,
-            "accounts": [
-                {
-                    "id": a.id,
-                    "username": a.username,
-                    "api_key": a.api_key,
-                    "iam_api_key": a.iam_api_key,
-                    "company_name": a.company_name,
-                }
-                for a in scenario.accounts
-            ],
+            "accounts": [a.credentials() for a in scenario.accounts],
         }
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()

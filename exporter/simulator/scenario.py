@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from itertools import accumulate
-from typing import Final
+from typing import Any, Final
 
 from exporter.simulator.catalog import CATEGORIES, CATEGORY_INDEX, COMPANY_NAMES, Category, Tier
 from exporter.simulator.wireformat import (
@@ -220,6 +220,16 @@ class SimAccount:
     ``iam_api_key`` (IBM Cloud API key for ``apikey`` auth and the IAM token endpoint) and
     ``company_name``; the columns below are the simulator's own storage.
     """
+
+    def credentials(self) -> dict[str, Any]:
+        """Return the account's public face as JSON: what a client needs to log in to it."""
+        return {
+            "id": self.id,
+            "username": self.username,
+            "api_key": self.api_key,
+            "iam_api_key": self.iam_api_key,
+            "company_name": self.company_name,
+        }
 
     def __init__(self, index: int, seed: int, spec: AccountSpec, now: int) -> None:
         rng = random.Random(f"{seed}/{index}")  # noqa: S311  deterministic test data, not crypto

@@ -25,7 +25,7 @@ from exporter.wire import (
     parse_pending_invoice,
 )
 
-SAMPLES = Path(__file__).parent / "samples"
+SAMPLES = Path(__file__).parent.parent / "samples"
 
 
 def sample(name: str) -> Any:

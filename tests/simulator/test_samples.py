@@ -24,7 +24,7 @@ from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, Simu
 from tests.simulator.conftest import FIXED_NOW, Answer, Client, basic
 
 #: A copy of the shared reference's softlayer-samples/ (INDEX.md there gives provenance).
-SAMPLES = Path(__file__).parent / "samples"
+SAMPLES = Path(__file__).parent.parent / "samples"
 
 PY_SUMMARY_MASK = """mask[
             nextInvoiceTotalAmount,
