@@ -334,7 +334,7 @@ class IdSet:
     growing array re-sorted periodically needs a transient list of every id.
     """
 
-    _CHUNK: Final = 2048
+    _CHUNK: Final = 1024
 
     def __init__(self) -> None:
         self._runs: list[array[int]] = []
@@ -373,12 +373,11 @@ class IdSet:
         if first < len(runs) and runs[first][-1] < low:
             first += 1
         last = bisect_right(runs, high, key=_first)  # runs[first:last] overlap [low, high]
-        if first < last:
-            merged = sorted([*new, *(i for run in runs[first:last] for i in run)])
-            runs[first:last] = [array("q", merged)]
-        else:
-            runs.insert(first, array("q", new))
         self._len += len(new)
+        if first < last:
+            self._merge(first, last, new)
+            return
+        runs.insert(first, array("q", new))
         at = first
         if at > 0 and len(runs[at - 1]) + len(runs[at]) <= self._CHUNK:
             runs[at - 1].extend(runs[at])
@@ -387,6 +386,27 @@ class IdSet:
         if at + 1 < len(runs) and len(runs[at]) + len(runs[at + 1]) <= self._CHUNK:
             runs[at].extend(runs[at + 1])
             del runs[at + 1]
+
+    def _merge(self, first: int, last: int, new: list[int]) -> None:
+        # ``new`` overlaps runs[first:last]. Usually it is a late page falling into one gap
+        # of one glued run: splice it in (a C-level memmove). Otherwise re-sort the few runs
+        # involved. Either way, split the result back into runs of at most _CHUNK ids so
+        # that no later merge touches more than a couple of chunks.
+        runs = self._runs
+        merged: array[int] | None = None
+        if last - first == 1:
+            run = runs[first]
+            at = bisect_left(run, new[0])
+            if at == bisect_left(run, new[-1]):  # no stored id between new[0] and new[-1]
+                run[at:at] = array("q", new)
+                merged = run
+        if merged is None:
+            merged = array("q", sorted([*new, *(i for run in runs[first:last] for i in run)]))
+        if len(merged) <= self._CHUNK:
+            runs[first:last] = [merged]
+            return
+        step = self._CHUNK // 2
+        runs[first:last] = [merged[i : i + step] for i in range(0, len(merged), step)]
 
 
 def _first(run: array[int]) -> int:
