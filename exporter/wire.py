@@ -355,24 +355,36 @@ class IdSet:
 
     def add_new(self, ids: Iterable[int]) -> list[bool]:
         """Add ``ids``; for each, whether it was new (not stored, not earlier in ``ids``)."""
+        ids = list(ids)
+        unique = sorted(set(ids))
+        if not unique:
+            return []
+        first, last = self._overlapping(unique[0], unique[-1])
+        # The usual page overlaps no stored run: then no id needs a lookup.
+        check = first < last
         fresh: set[int] = set()
         flags = []
         for item_id in ids:
-            new = item_id not in fresh and item_id not in self
+            new = item_id not in fresh and not (check and item_id in self)
             if new:
                 fresh.add(item_id)
             flags.append(new)
         if fresh:
-            self._insert(sorted(fresh))
+            self._insert(unique if len(fresh) == len(unique) else sorted(fresh), first, last)
         return flags
 
-    def _insert(self, new: list[int]) -> None:
+    def _overlapping(self, low: int, high: int) -> tuple[int, int]:
+        """``first, last`` such that runs[first:last] are the runs overlapping [low, high]."""
         runs = self._runs
-        low, high = new[0], new[-1]
         first = max(0, bisect_right(runs, low, key=_first) - 1)
         if first < len(runs) and runs[first][-1] < low:
             first += 1
-        last = bisect_right(runs, high, key=_first)  # runs[first:last] overlap [low, high]
+        return first, bisect_right(runs, high, key=_first)
+
+    def _insert(self, new: list[int], first: int, last: int) -> None:
+        # Stored ids are excluded from ``new``, so runs outside [first, last) of the page's
+        # whole span still cannot overlap the (narrower) span of ``new``.
+        runs = self._runs
         self._len += len(new)
         if first < last:
             self._merge(first, last, new)
