@@ -254,10 +254,17 @@ class SoftLayerClient:
             return
         # A server that caps pages below what we asked for is stepped through at its size.
         size = min(size, len(page))
-        tasks = [
-            asyncio.create_task(self._fetch_range(query, offset, size, consume))
-            for offset in range(size, total, size)
-        ]
+        # A few workers pull offsets from one shared iterator (one event loop, so no lock)
+        # rather than one task per page up front: 2,000 pending tasks at 200k items was the
+        # other part of a refresh's memory that grew with the account.
+        offsets = iter(range(size, total, size))
+
+        async def worker() -> None:
+            for offset in offsets:
+                await self._fetch_range(query, offset, size, consume)
+
+        workers = min(max(1, self._config.max_concurrent_requests), -(-(total - size) // size))
+        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
         try:
             for next_done in asyncio.as_completed(tasks):
                 await next_done
