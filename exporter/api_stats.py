@@ -58,9 +58,11 @@ class ApiStats:
         self._requests: Counter[tuple[str, str, str]] = Counter()
         self._errors: Counter[tuple[str, str]] = Counter()
         self._histograms: dict[str, DurationHistogram] = {}
+        self._version = 0
 
     def record_request(self, account: str, method: str, code: str, seconds: float) -> None:
         """Count one HTTP attempt; ``code`` is the HTTP status or ``"none"``."""
+        self._version += 1
         self._requests[(account, method, str(code))] += 1
         histogram = self._histograms.get(method)
         if histogram is None:
@@ -69,7 +71,13 @@ class ApiStats:
 
     def record_error(self, account: str, reason: str) -> None:
         """Count one failed request (or undecodable response) under its reason."""
+        self._version += 1
         self._errors[(account, str(reason))] += 1
+
+    @property
+    def version(self) -> int:
+        """Grow on every change, so a cached rendering of these counters can tell it is stale."""
+        return self._version
 
     @property
     def requests(self) -> Mapping[tuple[str, str, str], int]:

@@ -55,6 +55,32 @@ REGISTRY: Final = web.AppKey("registry", CollectorRegistry)
 POLLER_TASK: Final = web.AppKey("poller_task", asyncio.Task[None])
 #: Renders of /metrics made in the current event-loop iteration, by (content type, gzip).
 RENDERS: Final = web.AppKey("renders", dict[tuple[str, bool], bytes])
+ContentVersion = Callable[[], tuple[object, ...]]
+CONTENT_VERSION: Final[web.AppKey[ContentVersion | None]] = web.AppKey("content_version")
+RENDER_CACHE: Final[web.AppKey[dict[tuple[str, bool], _CachedRender]]] = web.AppKey("render_cache")
+#: How old the ``process_*`` metrics in a cached rendering may get. The billing data and the
+#: API counters are never served stale: a change to either invalidates the cache at once.
+MAX_RENDER_AGE_SECONDS: Final = 1.0
+
+
+class _CachedRender:
+    """One encoded exposition and the content version it was rendered from."""
+
+    __slots__ = ("body", "rendered_at", "version")
+
+    def __init__(self, version: tuple[object, ...], rendered_at: float, body: bytes) -> None:
+        self.version = version
+        self.rendered_at = rendered_at
+        self.body = body
+
+    def serves(self, version: tuple[object, ...], now: float) -> bool:
+        """Tell whether this rendering is still exactly what a fresh one would say."""
+        if now - self.rendered_at >= MAX_RENDER_AGE_SECONDS or len(version) != len(self.version):
+            return False
+        # Identity first: a published snapshot mapping is a new object, so `is` settles it
+        # without comparing every snapshot field.
+        return all(a is b or a == b for a, b in zip(version, self.version, strict=True))
+
 
 _log = structlog.get_logger()
 
@@ -101,8 +127,15 @@ def create_app(
     poller: PollerLike | None = None,
     web_config: WebConfig | None = None,
     clock: Callable[[], float] = time.time,
+    content_version: Callable[[], tuple[object, ...]] | None = None,
 ) -> web.Application:
-    """Build the application; with a ``poller``, it polls in the background while serving."""
+    """Build the application; with a ``poller``, it polls in the background while serving.
+
+    ``content_version`` returns what the registry's billing and API metrics are rendered
+    from (the published snapshot mapping, the API counters' version). When given, /metrics
+    renders once per change and serves the cached bytes until the next one (or for at most
+    MAX_RENDER_AGE_SECONDS, for the ``process_*`` metrics) instead of rendering every scrape.
+    """
     middlewares: list[Middleware] = []
     if web_config is not None and web_config.users:
         middlewares.append(basic_auth_middleware(web_config.users))
@@ -112,6 +145,8 @@ def create_app(
     app[STATE] = state
     app[REGISTRY] = registry
     app[RENDERS] = {}
+    app[CONTENT_VERSION] = content_version
+    app[RENDER_CACHE] = {}
     if poller is not None:
         app.cleanup_ctx.append(_poller_context(poller))
     app.router.add_get("/metrics", _metrics)
@@ -166,6 +201,18 @@ async def _metrics(request: web.Request) -> web.Response:
     # scrapers, rendering once per request made each iteration so long that the poller's
     # steps (one per iteration) starved. The next iteration renders afresh, so no scrape
     # sees data older than the moment it was handled.
+    versioner = request.app[CONTENT_VERSION]
+    if versioner is not None:
+        version = versioner()
+        now = time.monotonic()
+        cache = request.app[RENDER_CACHE]
+        entry = cache.get((content_type, zipped))
+        if entry is None or not entry.serves(version, now):
+            body = encoder(request.app[REGISTRY])
+            if zipped:
+                body = gzip.compress(body)
+            entry = cache[(content_type, zipped)] = _CachedRender(version, now, body)
+        return web.Response(body=entry.body, headers=headers)
     renders = request.app[RENDERS]
     output = renders.get((content_type, zipped))
     if output is None:
