@@ -41,9 +41,7 @@ def _alt_app(state: ExporterState, api_stats: ApiStats, config: Config) -> web.A
 def _ours_app(state: ExporterState, api_stats: ApiStats, config: Config) -> web.Application:
     # Exactly what exporter.cli serves, minus the poller: the snapshots are prebuilt.
     registry = metrics.build_registry(state, api_stats, config)
-    return server.create_app(
-        state, registry, content_version=lambda: (state.accounts, api_stats.version)
-    )
+    return server.create_app(state, registry, api_stats=api_stats)
 
 
 def _cached_app(state: ExporterState, api_stats: ApiStats, config: Config) -> web.Application:

@@ -163,14 +163,7 @@ async def serve(
     state = ExporterState(tuple(a.name for a in config.accounts))
     poller = Poller(config, state)
     registry = build_registry(state, poller.api_stats, config)
-    api_stats = poller.api_stats
-    app = create_app(
-        state,
-        registry,
-        poller=poller,
-        web_config=web_config,
-        content_version=lambda: (state.accounts, api_stats.version),
-    )
+    app = create_app(state, registry, poller=poller, web_config=web_config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -66,6 +66,11 @@ class ApiStatsView(Protocol):
         """Method names seen so far."""
         ...
 
+    @property
+    def version(self) -> int:
+        """Grows on every change, so a cached rendering can tell it is stale."""
+        ...
+
     def duration_histogram(self, method: str) -> tuple[list[tuple[float, int]], float, int]:
         """``(cumulative buckets, sum, count)`` of one method."""
         ...

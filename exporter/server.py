@@ -54,9 +54,7 @@ STATE: Final = web.AppKey("state", ExporterState)
 REGISTRY: Final = web.AppKey("registry", CollectorRegistry)
 POLLER_TASK: Final = web.AppKey("poller_task", asyncio.Task[None])
 #: Renders of /metrics made in the current event-loop iteration, by (content type, gzip).
-RENDERS: Final = web.AppKey("renders", dict[tuple[str, bool], bytes])
-ContentVersion = Callable[[], tuple[object, ...]]
-CONTENT_VERSION: Final[web.AppKey[ContentVersion | None]] = web.AppKey("content_version")
+API_STATS: Final[web.AppKey[ApiStatsView | None]] = web.AppKey("api_stats")
 RENDER_CACHE: Final[web.AppKey[dict[tuple[str, bool], _CachedRender]]] = web.AppKey("render_cache")
 #: How old the ``process_*`` metrics in a cached rendering may get. The billing data and the
 #: API counters are never served stale: a change to either invalidates the cache at once.
@@ -127,14 +125,13 @@ def create_app(
     poller: PollerLike | None = None,
     web_config: WebConfig | None = None,
     clock: Callable[[], float] = time.time,
-    content_version: Callable[[], tuple[object, ...]] | None = None,
+    api_stats: ApiStatsView | None = None,
 ) -> web.Application:
     """Build the application; with a ``poller``, it polls in the background while serving.
 
-    ``content_version`` returns what the registry's billing and API metrics are rendered
-    from (the published snapshot mapping, the API counters' version). When given, /metrics
-    renders once per change and serves the cached bytes until the next one (or for at most
-    MAX_RENDER_AGE_SECONDS, for the ``process_*`` metrics) instead of rendering every scrape.
+    /metrics renders once per change of what it shows (a published snapshot, or a move of
+    the API counters: ``api_stats``, by default the poller's) and serves the cached bytes
+    until the next one, or for at most MAX_RENDER_AGE_SECONDS for the ``process_*`` metrics.
     """
     middlewares: list[Middleware] = []
     if web_config is not None and web_config.users:
@@ -144,8 +141,7 @@ def create_app(
     app = web.Application(middlewares=middlewares)
     app[STATE] = state
     app[REGISTRY] = registry
-    app[RENDERS] = {}
-    app[CONTENT_VERSION] = content_version
+    app[API_STATS] = api_stats if api_stats is not None or poller is None else poller.api_stats
     app[RENDER_CACHE] = {}
     if poller is not None:
         app.cleanup_ctx.append(_poller_context(poller))
@@ -197,32 +193,23 @@ async def _metrics(request: web.Request) -> web.Response:
     headers = {"Content-Type": content_type}
     if zipped:
         headers["Content-Encoding"] = "gzip"
-    # Scrapes answered in the same loop iteration share one render: under many concurrent
-    # scrapers, rendering once per request made each iteration so long that the poller's
-    # steps (one per iteration) starved. The next iteration renders afresh, so no scrape
-    # sees data older than the moment it was handled.
-    versioner = request.app[CONTENT_VERSION]
-    if versioner is not None:
-        version = versioner()
-        now = time.monotonic()
-        cache = request.app[RENDER_CACHE]
-        entry = cache.get((content_type, zipped))
-        if entry is None or not entry.serves(version, now):
-            body = encoder(request.app[REGISTRY])
-            if zipped:
-                body = gzip.compress(body)
-            entry = cache[(content_type, zipped)] = _CachedRender(version, now, body)
-        return web.Response(body=entry.body, headers=headers)
-    renders = request.app[RENDERS]
-    output = renders.get((content_type, zipped))
-    if output is None:
-        output = encoder(request.app[REGISTRY])
+    # Rendering ~4,500 series costs tens of ms of loop time; doing it per scrape starved the
+    # poller under many scrapers. Render once per change instead: a publish swaps the
+    # snapshot mapping (compared by identity) and every counted request bumps the version.
+    api_stats = request.app[API_STATS]
+    version = (
+        request.app[STATE].accounts,
+        None if api_stats is None else api_stats.version,
+    )
+    now = time.monotonic()
+    cache = request.app[RENDER_CACHE]
+    entry = cache.get((content_type, zipped))
+    if entry is None or not entry.serves(version, now):
+        body = encoder(request.app[REGISTRY])
         if zipped:
-            output = gzip.compress(output)
-        if not renders:
-            asyncio.get_running_loop().call_soon(renders.clear)
-        renders[(content_type, zipped)] = output
-    return web.Response(body=output, headers=headers)
+            body = gzip.compress(body)
+        entry = cache[(content_type, zipped)] = _CachedRender(version, now, body)
+    return web.Response(body=entry.body, headers=headers)
 
 
 async def _healthz(request: web.Request) -> web.Response:

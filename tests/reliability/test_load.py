@@ -144,7 +144,13 @@ async def test_shared_render_never_serves_an_older_poll(
     state = ExporterState(("acct1",))
     poller = Poller(config, state)
     runner, urls = await start_server(
-        create_app(state, build_registry(state, poller.api_stats, config)), "127.0.0.1", 0
+        create_app(
+            state,
+            build_registry(state, poller.api_stats, config),
+            api_stats=poller.api_stats,
+        ),
+        "127.0.0.1",
+        0,
     )
     try:
         async with aiohttp.ClientSession() as session:

@@ -90,7 +90,13 @@ async def soak(cycles: int, rss_bound_bytes: int) -> dict[str, int]:
         state = ExporterState(names)
         poller = Poller(config, state)
         runner, urls = await start_server(
-            create_app(state, build_registry(state, poller.api_stats, config)), "127.0.0.1", 0
+            create_app(
+                state,
+                build_registry(state, poller.api_stats, config),
+                api_stats=poller.api_stats,
+            ),
+            "127.0.0.1",
+            0,
         )
         metrics_url = urls[0].rstrip("/") + "/metrics"
         changing = scenario.accounts[0].id

@@ -148,6 +148,7 @@ class FakeApiStats:
     BOUNDS = (0.1, 1.0, math.inf)
 
     def __init__(self) -> None:
+        self.version = 0  # fixed numbers: they never change
         self.requests = MappingProxyType(
             {
                 ("prod", "getObject", "200"): 5,

@@ -294,7 +294,9 @@ class TestSecrets:
         errors = [s.last_error or "" for s in state.accounts["leaky"].sources.values()]
         assert any(errors)
         assert not [e for e in errors if PLANTED_KEY in e]
-        app = create_app(state, build_registry(state, poller.api_stats, config))
+        app = create_app(
+            state, build_registry(state, poller.api_stats, config), api_stats=poller.api_stats
+        )
         runner, urls = await start_server(app, "127.0.0.1", 0)
         try:
             async with aiohttp.ClientSession() as session:

@@ -48,7 +48,7 @@ async def _served() -> AsyncIterator[Served]:
     registry = build_registry(state, api_stats, b.config(), process_metrics=False)
     counter = CountingCollector()
     registry.register(counter)
-    app = create_app(state, registry, content_version=lambda: (state.accounts, api_stats.version))
+    app = create_app(state, registry, api_stats=api_stats)
     runner, urls = await start_server(app, "127.0.0.1", 0, None)
     async with aiohttp.ClientSession() as session:
         yield Served(urls[0] + "/metrics", state, api_stats, counter, session)
