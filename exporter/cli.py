@@ -1,9 +1,9 @@
 """Command line: ``softlayer-billing-exporter [--config.file F] [--demo] [--once] ...``.
 
 Flags follow Prometheus conventions (``--web.listen-address``, ``--log.level``). Exit codes:
-0 on a clean shutdown (SIGTERM/SIGINT) or, with ``--once``, when every source succeeded;
-1 when a ``--once`` poll had failures or the server could not start; 2 for invalid flags or
-configuration, with every problem listed.
+0 on a clean shutdown (SIGTERM/SIGINT), with ``--once`` when every source succeeded, or with
+``--config.check`` when every input is valid; 1 when a ``--once`` poll had failures or the
+server could not start; 2 for invalid flags or configuration, with every problem listed.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from prometheus_client import generate_latest
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config
+from exporter.demo import DEMO_POLL_INTERVAL_ENV, demo_poll_interval
 from exporter.logs import LOG_FORMATS, LOG_LEVELS, configure_logging, register_secret
 from exporter.metrics import build_registry
 from exporter.server import DEFAULT_PORT, create_app, parse_listen_address, start_server
@@ -46,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="config_file",
         metavar="PATH",
         help="YAML configuration (see config.example.yaml); required unless --demo",
+    )
+    parser.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the inputs (config file, its secrets, web config) without any network "
+        "access and exit: 0 if valid, 2 with every problem listed",
     )
     parser.add_argument(
         "--web.listen-address",
@@ -93,15 +101,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.config_file is None and not args.demo:
             msg = "--config.file is required (or --demo for a demonstration)"
             raise _UsageError(msg)
+        if args.config_check and args.config_file is None:
+            msg = "--config.check needs --config.file"
+            raise _UsageError(msg)
         configure_logging(args.log_level, args.log_format)
         host, port, web_config, base = _inputs(args)
+        demo_interval = _demo_interval(base) if args.demo else None
     except _UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.demo:
-        from exporter.demo import run_demo  # noqa: PLC0415  the simulator only loads for --demo
-
-        return asyncio.run(run_demo(base, host, port, web_config, once=args.once))
+    if args.config_check:
+        assert base is not None  # noqa: S101  checked above
+        print(_check_summary(args, base))
+        return EXIT_OK
+    if demo_interval is not None:
+        return asyncio.run(_demo(base, host, port, web_config, demo_interval, once=args.once))
     assert base is not None  # noqa: S101  checked above: no --demo means a config file
     for account in base.accounts:
         register_secret(account.auth.api_key.reveal())
@@ -130,7 +144,47 @@ def _inputs(args: argparse.Namespace) -> tuple[str | None, int, WebConfig | None
             base = load_config(args.config_file, resolve_secrets=not args.demo)
         except ConfigError as exc:
             raise _UsageError(str(exc)) from None
+        for warning in base.warnings:
+            _log.warning("config_warning", file=args.config_file, problem=warning)
     return host, port, web_config, base
+
+
+def _demo_interval(base: Config | None) -> float:
+    try:
+        return demo_poll_interval(base)
+    except ValueError as exc:
+        msg = f"{DEMO_POLL_INTERVAL_ENV}: {exc}"
+        raise _UsageError(msg) from None
+
+
+def _check_summary(args: argparse.Namespace, config: Config) -> str:
+    """Say in one line what --config.check found valid."""
+    names = ", ".join(account.name for account in config.accounts)
+    checked = [f"config file {args.config_file}: valid, {len(config.accounts)} account(s): {names}"]
+    if args.demo:
+        checked.append("secrets not read (--demo)")
+    if args.web_config_file is not None:
+        checked.append(f"web config file {args.web_config_file}: valid")
+    return "; ".join(checked)
+
+
+async def _demo(
+    base: Config | None,
+    host: str | None,
+    port: int,
+    web_config: WebConfig | None,
+    poll_interval: float,
+    *,
+    once: bool,
+) -> int:
+    """Serve (or poll once) against the embedded simulator."""
+    # Imported here: the simulator only loads for --demo.
+    from exporter.demo import demo_simulator  # noqa: PLC0415
+
+    async with demo_simulator(base, poll_interval) as run:
+        if once:
+            return await poll_once(run.config, sys.stdout)
+        return await serve(run.config, host, port, web_config, banner=run.banner)
 
 
 async def poll_once(config: Config, out: TextIO) -> int:

@@ -1,20 +1,25 @@
-"""``--demo``: the embedded SoftLayer simulator plus an exporter polling it.
+"""``--demo``: the embedded SoftLayer simulator and the configuration that polls it.
 
 One generated account with a pending invoice (or, with ``--config.file``, one per configured
-account, keeping the accounts' names, thresholds and the file's global settings but using
-the simulator's endpoint and credentials). It prints the metrics URL and the simulator's
-admin URL (to pay or open invoices while watching the metrics change) and serves until
-SIGINT or SIGTERM.
+account, keeping the accounts' names, thresholds, sources and the file's global settings but
+using the simulator's endpoint and credentials). The command line serves (or polls once)
+with that configuration while :func:`demo_simulator` keeps the simulator running, and prints
+the banner: the metrics URL and the simulator's admin URL (to pay or open invoices while
+watching the metrics change).
 
-The demo polls every 30 s unless the config file says otherwise;
+The demo polls every account every 30 s unless the config file says otherwise;
 ``SOFTLAYER_DEMO_POLL_INTERVAL`` (a duration such as ``2s``) overrides both, for tests.
+
+This module does not import the command line: the command line calls it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Final
 
 import structlog
@@ -28,9 +33,16 @@ from exporter.config import (
     parse_duration,
 )
 from exporter.logs import register_secret
-from exporter.webconfig import WebConfig
 
-__all__ = ["DEMO_POLL_INTERVAL_ENV", "demo_config", "demo_poll_interval", "run_demo"]
+__all__ = [
+    "DEMO_POLL_INTERVAL",
+    "DEMO_POLL_INTERVAL_ENV",
+    "DEMO_SEED",
+    "DemoRun",
+    "demo_config",
+    "demo_poll_interval",
+    "demo_simulator",
+]
 
 DEMO_POLL_INTERVAL_ENV: Final = "SOFTLAYER_DEMO_POLL_INTERVAL"
 DEMO_POLL_INTERVAL: Final = 30.0
@@ -39,55 +51,67 @@ DEMO_SEED: Final = 7
 _log = structlog.get_logger()
 
 
+@dataclass(frozen=True, slots=True)
+class DemoRun:
+    """What the command line needs to run the demo: the config and the banner to print.
+
+    ``{base}`` in a banner line stands for the exporter's base URL, known once it listens.
+    """
+
+    config: Config
+    banner: list[str]
+
+
 def demo_config(
     base: Config | None, endpoint: str, credentials: list[tuple[str, str]], poll_interval: float
 ) -> Config:
-    """Build the config polling the simulator; ``credentials``: (username, api_key) each."""
+    """Build the config polling the simulator; ``credentials``: (username, api_key) each.
+
+    Every account is polled at ``poll_interval``: a file's per-account intervals are dropped.
+    """
+
+    def auth(username: str, api_key: str) -> AuthConfig:
+        return AuthConfig(method=AuthMethod.CLASSIC, api_key=Secret(api_key), username=username)
+
     if base is None:
         username, api_key = credentials[0]
-        account = AccountConfig(
-            name="demo",
-            endpoint=endpoint,
-            auth=AuthConfig(method=AuthMethod.CLASSIC, api_key=Secret(api_key), username=username),
-        )
+        account = AccountConfig(name="demo", endpoint=endpoint, auth=auth(username, api_key))
         return Config(accounts=(account,), poll_interval_seconds=poll_interval)
     accounts = tuple(
         dataclasses.replace(
             account,
             endpoint=endpoint,
-            auth=AuthConfig(method=AuthMethod.CLASSIC, api_key=Secret(api_key), username=username),
+            auth=auth(username, api_key),
+            poll_interval_seconds=None,
         )
         for account, (username, api_key) in zip(base.accounts, credentials, strict=True)
     )
     return dataclasses.replace(base, accounts=accounts, poll_interval_seconds=poll_interval)
 
 
-def demo_poll_interval(base: Config | None) -> float:
-    """Return the demo's poll interval: the override variable, else the file's, else 30 s."""
-    override = os.environ.get(DEMO_POLL_INTERVAL_ENV)
+def demo_poll_interval(base: Config | None, environ: Mapping[str, str] | None = None) -> float:
+    """Return the demo's poll interval: the override variable, else the file's, else 30 s.
+
+    Raises:
+        ValueError: the override variable is not a positive duration.
+
+    """
+    override = (os.environ if environ is None else environ).get(DEMO_POLL_INTERVAL_ENV)
     if override:
-        return parse_duration(override)
+        seconds = parse_duration(override)
+        if seconds <= 0:
+            msg = f"must be a duration longer than 0s, got {override}"
+            raise ValueError(msg)
+        return seconds
     return DEMO_POLL_INTERVAL if base is None else base.poll_interval_seconds
 
 
-async def run_demo(
-    base: Config | None,
-    host: str | None,
-    port: int,
-    web_config: WebConfig | None,
-    *,
-    once: bool = False,
-) -> int:
-    """Start the simulator, then serve (or poll once) against it; return the exit code."""
+@asynccontextmanager
+async def demo_simulator(base: Config | None, poll_interval: float) -> AsyncIterator[DemoRun]:
+    """Run the simulator (one generated account per configured one) while the block runs."""
     # Imported here: the simulator is only needed for the demo.
-    from exporter.cli import poll_once, serve  # noqa: PLC0415
     from exporter.simulator import AccountSpec, Scenario, SimulatorServer  # noqa: PLC0415
 
-    try:
-        interval = demo_poll_interval(base)
-    except ValueError as exc:
-        print(f"{DEMO_POLL_INTERVAL_ENV}: {exc}", file=sys.stderr)
-        return 2
     count = 1 if base is None else len(base.accounts)
     scenario = Scenario.generate(
         seed=DEMO_SEED,
@@ -97,17 +121,15 @@ async def run_demo(
     for _, api_key in credentials:
         register_secret(api_key)
     async with SimulatorServer(scenario, host="127.0.0.1", port=0, latency_seconds=0.0) as sim:
-        config = demo_config(base, sim.endpoint, credentials, interval)
+        config = demo_config(base, sim.endpoint, credentials, poll_interval)
         admin_url = sim.admin_url
         _log.info("demo_simulator", endpoint=sim.endpoint, admin_url=admin_url)
-        if once:
-            return await poll_once(config, sys.stdout)
         banner = [
             "softlayer-billing-exporter demo: an embedded SoftLayer simulator, polled every "
-            f"{interval:g}s",
+            f"{poll_interval:g}s",
             "  metrics:         {base}/metrics",
             "  landing page:    {base}/",
             f"  simulator admin: {admin_url}",
             "Stop with Ctrl-C.",
         ]
-        return await serve(config, host, port, web_config, banner=banner)
+        yield DemoRun(config=config, banner=banner)

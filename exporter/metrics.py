@@ -341,10 +341,12 @@ class SnapshotCollector(Collector):
             ):
                 if amount is not None:  # null disables the alert: no series at all
                     usd.add_metric([account.name, kind], _usd(amount))
-            if limits.pending_invoice_max_age_seconds is not None:
-                seconds.add_metric(
-                    [account.name, "pending_invoice_age"], limits.pending_invoice_max_age_seconds
-                )
+            for kind, age in (
+                ("pending_invoice_age", limits.pending_invoice_max_age_seconds),
+                ("open_invoice_grace", limits.open_invoice_grace_seconds),
+            ):
+                if age is not None:
+                    seconds.add_metric([account.name, kind], age)
             for kind, value in (
                 ("forecast_surge", limits.forecast_surge_ratio),
                 ("category_surge", limits.category_surge_ratio),

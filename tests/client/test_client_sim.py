@@ -161,17 +161,6 @@ def test_backoff_is_full_jitter_capped() -> None:
     }
 
 
-def test_classic_auth_needs_a_username() -> None:
-    """A classic account without username is rejected when the client is built."""
-    account = AccountConfig(
-        name="a",
-        endpoint="http://x/",
-        auth=AuthConfig(method=AuthMethod.CLASSIC, api_key=Secret("k")),
-    )
-    with pytest.raises(ValueError, match="classic auth needs a username"):
-        SoftLayerClient(account, Config(accounts=(account,)), None, ApiStats())  # type: ignore[arg-type]
-
-
 async def test_later_page_internal_error_is_split_in_halves(
     sim: SimulatorServer, scenario: Scenario, session: aiohttp.ClientSession
 ) -> None:

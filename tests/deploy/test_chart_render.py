@@ -216,6 +216,14 @@ def test_rendered_config_is_accepted_by_the_exporter(
     assert [a.name for a in config.accounts] == [a["name"] for a in _ci_values(variant)["accounts"]]
 
 
+def test_per_account_options_reach_the_config(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """An account's poll_interval, sources and thresholds are passed through to config.yaml."""
+    staging = exporter_config(rendered["multi-account-values.yaml"])["accounts"][1]
+    assert staging["poll_interval"] == "1h"
+    assert staging["sources"] == {"next_invoice_items": False}
+    assert staging["thresholds"]["open_invoice_grace"] == "45d"
+
+
 def test_existing_secret_creates_no_secret(rendered: dict[str, list[dict[str, Any]]]) -> None:
     """With existingSecret the chart renders no Secret and no secret checksum."""
     docs = rendered["multi-account-values.yaml"]

@@ -148,3 +148,146 @@ class TestListenFailure:
         assert errors == ["listen_failed"]
         assert "poller_stopped" in [e["event"] for e in events]  # started by setup, stopped
         assert PLANTED_KEY not in err
+
+
+class TestConfigCheck:
+    def write(self, tmp_path, body: str) -> str:
+        path = tmp_path / "c.yaml"
+        path.write_text(textwrap.dedent(body))
+        return str(path)
+
+    def test_valid_config_exits_0_without_network(self, capsys, tmp_path, monkeypatch):
+        """A valid file checks out (exit 0) without connecting to its API or IAM endpoints."""
+        monkeypatch.setenv("SL_TEST_KEY", PLANTED_KEY)
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+            path = self.write(
+                tmp_path,
+                f"""
+                accounts:
+                  - name: a
+                    endpoint: {url}/rest/v3.1/
+                    auth: {{method: iam, api_key_env: SL_TEST_KEY, iam_token_url: {url}/token}}
+                  - name: b
+                    endpoint: private
+                    auth: {{method: iam, api_key_env: SL_TEST_KEY}}
+                """,
+            )
+            code, out, err = run_main(capsys, "--config.file", path, "--config.check")
+            # Any connection would already sit in the backlog: the check is synchronous.
+            listener.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+        assert code == 0, err
+        assert out == f"config file {path}: valid, 2 account(s): a, b\n"
+        assert PLANTED_KEY not in out + err
+
+    def test_invalid_config_same_messages_as_start_up(self, capsys, tmp_path):
+        """An invalid file exits 2 with exactly the messages a start-up prints."""
+        path = self.write(
+            tmp_path,
+            """
+            poll_interval: 999999999999d
+            accounts:
+              - name: a
+                auth: {method: apikey, api_key_file: missing.key}
+            """,
+        )
+        check = run_main(capsys, "--config.file", path, "--config.check")
+        start = run_main(capsys, "--config.file", path)
+        assert check[0] == start[0] == 2
+        assert check[2] == start[2]
+        assert "poll_interval: invalid duration '999999999999d': longer than 100y" in check[2]
+        assert "accounts[0].auth.api_key_file: file not found" in check[2]
+
+    def test_missing_secret_is_reported(self, capsys, tmp_path, monkeypatch):
+        """The check reads the secrets it can: an unset variable fails it."""
+        monkeypatch.delenv("SL_UNSET_KEY", raising=False)
+        path = self.write(
+            tmp_path,
+            """
+            accounts:
+              - name: a
+                auth: {method: apikey, api_key_env: SL_UNSET_KEY}
+            """,
+        )
+        code, _, err = run_main(capsys, "--config.file", path, "--config.check")
+        assert code == 2
+        assert "accounts[0].auth.api_key_env: environment variable SL_UNSET_KEY is not set" in err
+
+    def test_needs_a_config_file(self, capsys):
+        """--config.check without --config.file is a usage error."""
+        code, _, err = run_main(capsys, "--demo", "--config.check")
+        assert code == 2
+        assert "--config.check needs --config.file" in err
+
+    def test_checks_the_web_config_too(self, capsys, tmp_path, monkeypatch):
+        """A bad --web.config.file fails the check like a start-up."""
+        monkeypatch.setenv("SL_TEST_KEY", PLANTED_KEY)
+        path = self.write(
+            tmp_path, "accounts: [{name: a, auth: {method: apikey, api_key_env: SL_TEST_KEY}}]\n"
+        )
+        web = tmp_path / "web.yml"
+        web.write_text("basic_auth_users:\n  admin: hunter2\n")
+        code, _, err = run_main(
+            capsys, "--config.file", path, "--web.config.file", str(web), "--config.check"
+        )
+        assert code == 2
+        assert "basic_auth_users.admin: must be a bcrypt hash" in err
+
+    def test_key_file_warning_is_logged(self, capsys, tmp_path):
+        """A world-readable key file passes the check with a logged warning, no secret."""
+        key = tmp_path / "key"
+        key.write_text(PLANTED_KEY + "\n")
+        key.chmod(0o644)
+        path = self.write(
+            tmp_path, "accounts: [{name: a, auth: {method: apikey, api_key_file: key}}]\n"
+        )
+        code, _, err = run_main(
+            capsys, "--config.file", path, "--config.check", "--log.format", "json"
+        )
+        assert code == 0
+        (event,) = [json.loads(line) for line in err.splitlines()]
+        assert event["event"] == "config_warning"
+        assert event["problem"].startswith("accounts[0].auth.api_key_file: is readable by every")
+        assert PLANTED_KEY not in err
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "accounts: " + "[" * 20_000 + "]" * 20_000 + "\n",
+            "poll_interval: " + "9" * 400 + "s\naccounts: []\n",
+            f"accounts: [{{name: a, auth: {{method: apikey, api_key: !!float {PLANTED_KEY}}}}}]\n",
+            "poll_jitter: !!float x\nrequest_timeout: !!timestamp y\npage_size: !!int z\n",
+            "accounts: [{name: a, auth: {method: apikey, api_key_file: /dev/zero}}]\n",
+            "max_requests_per_second: 0.0001\naccounts: []\n",
+        ],
+        ids=["deep", "400-digits", "float-key", "tags", "dev-zero", "slow-rate"],
+    )
+    def test_hostile_inputs_exit_2_without_traceback(self, tmp_path, text):
+        """Hostile config files exit 2 with a message, never a traceback or the secret."""
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        result = subprocess.run(
+            [sys.executable, "-m", "exporter", "--config.file", str(path), "--config.check"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr
+        assert f"invalid config file {path}:" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert PLANTED_KEY not in result.stderr
+
+
+class TestModules:
+    def test_demo_does_not_import_the_command_line(self):
+        """exporter.demo is imported by the command line, never the other way round."""
+        code = "import sys, exporter.demo; print('exporter.cli' in sys.modules)"
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert result.stdout.strip() == "False"

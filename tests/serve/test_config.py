@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 import textwrap
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 
 from exporter.config import (
+    ALL_SOURCES,
     PRIVATE_ENDPOINT,
+    PRIVATE_IAM_TOKEN_URL,
     PUBLIC_ENDPOINT,
+    AccountConfig,
+    AuthConfig,
     AuthMethod,
+    Config,
     ConfigError,
+    RetryConfig,
+    Secret,
+    Thresholds,
     config_from_dict,
     load_config,
     parse_duration,
 )
+from exporter.configspec import parse_setting, setting_of
+from exporter.snapshot import Source
 
 from .builders import PLANTED_KEY
 
@@ -60,6 +74,11 @@ class TestValid:
         assert staging.auth.method is AuthMethod.IAM
         assert staging.thresholds.monthly_budget_usd == Decimal(5000)
         assert prod.thresholds.pending_invoice_max_age_seconds == 35 * 86400
+        assert prod.thresholds.open_invoice_grace_seconds == 30 * 86400
+        assert (prod.sources, prod.poll_interval_seconds) == (ALL_SOURCES, None)
+        assert staging.sources == ALL_SOURCES - {Source.NEXT_INVOICE_ITEMS}
+        assert config.poll_interval_of(staging) == 3600
+        assert staging.auth.iam_token_url == PRIVATE_IAM_TOKEN_URL
 
     def test_example_only_lacks_secrets(self):
         """Unmodified, the example's only problems are its two unresolved secret references."""
@@ -146,8 +165,8 @@ class TestInvalid:
             ({"poll_jitter": 1.5}, "poll_jitter: must be >= 0 and <= 1"),
             ({"poll_jitter": "x"}, "poll_jitter: must be a number"),
             ({"request_timeout": "1d1x"}, "request_timeout: invalid duration"),
-            ({"max_requests_per_second": 60}, "max_requests_per_second: must be > 0 and <= 50"),
-            ({"max_requests_per_second": 0}, "max_requests_per_second: must be > 0"),
+            ({"max_requests_per_second": 60}, "max_requests_per_second: must be >= 0.1 and <= 50"),
+            ({"max_requests_per_second": 0}, "max_requests_per_second: must be >= 0.1"),
             ({"max_concurrent_requests": 0}, "max_concurrent_requests: must be between 1 and 64"),
             ({"page_size": True}, "page_size: must be an integer, got boolean"),
             ({"page_size": 2.5}, "page_size: must be an integer"),
@@ -371,3 +390,405 @@ class TestSecrets:
         assert config.accounts[0].auth.api_key.reveal() == PLANTED_KEY
         assert PLANTED_KEY not in repr(config)
         assert PLANTED_KEY not in str(config)
+
+
+class TestBounds:
+    @pytest.mark.parametrize(
+        ("overrides", "expected"),
+        [
+            ({"poll_interval": "999999999999d"}, "poll_interval: invalid duration"),
+            ({"poll_interval": "2d"}, "poll_interval: must be at most 1d, got 2d"),
+            ({"poll_interval": "9" * 400 + "s"}, "poll_interval: invalid duration"),
+            ({"request_timeout": "1h"}, "request_timeout: must be at most 10m"),
+            ({"invoice_lookback": "11y"}, "invoice_lookback: must be at most 10y"),
+            ({"retry": {"max_backoff": "2h"}}, "retry.max_backoff: must be at most 1h"),
+            ({"max_requests_per_second": 0.0001}, "max_requests_per_second: must be >= 0.1"),
+            ({"max_requests_per_second": float("inf")}, "max_requests_per_second: must be"),
+            ({"max_requests_per_second": float("nan")}, "max_requests_per_second: must be"),
+            ({"page_size": 10**4000}, "page_size: must be between 1 and 1000, got (an integer"),
+            ({"poll_jitter": None}, "poll_jitter: must not be null"),
+        ],
+    )
+    def test_global_bound(self, overrides, expected):
+        """Durations, rates and counts are bounded; huge or odd numbers are refused clearly."""
+        found = problems(minimal(**overrides))
+        assert any(p.startswith(expected) for p in found), found
+
+    @pytest.mark.parametrize(
+        ("thresholds", "expected"),
+        [
+            ({"monthly_budget_usd": "1e400"}, "monthly_budget_usd: must be a finite amount"),
+            ({"monthly_budget_usd": "NaN"}, "monthly_budget_usd: must be a finite amount"),
+            ({"forecast_surge_ratio": float("inf")}, "forecast_surge_ratio: must be > 0"),
+            ({"pending_invoice_max_age": "400d"}, "pending_invoice_max_age: must be at most"),
+            ({"open_invoice_grace": "1y2d"}, "open_invoice_grace: must be at most 366d"),
+            ({"open_invoice_grace": 30}, "open_invoice_grace: must be a duration"),
+        ],
+    )
+    def test_threshold_bound(self, thresholds, expected):
+        """Threshold amounts, ratios and ages are bounded too."""
+        raw = minimal()
+        raw["accounts"][0]["thresholds"] = thresholds  # type: ignore[index]
+        found = problems(raw)
+        assert any(p.startswith(f"accounts[0].thresholds.{expected}") for p in found), found
+
+    def test_duration_parser_refuses_beyond_100_years(self):
+        """parse_duration never overflows: 400 digits or 101y are refused."""
+        with pytest.raises(ValueError, match="longer than 100y"):
+            parse_duration("9" * 400 + "d")
+        with pytest.raises(ValueError, match="longer than 100y"):
+            parse_duration("101y")
+        assert parse_duration("100y") == 100 * 365 * 86400
+
+
+class TestTagsAndYaml:
+    def write(self, tmp_path: Path, text: str) -> Path:
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        return path
+
+    @pytest.mark.parametrize(
+        ("line", "expected"),
+        [
+            ("poll_jitter: !!float abc", "poll_jitter: must be a number, got an invalid !!float"),
+            ("page_size: !!int 12x", "page_size: must be an integer, got an invalid !!int"),
+            (
+                "request_timeout: !!timestamp 2024-13-45",
+                "request_timeout: must be a duration like 30s, 15m, 90d, got an invalid",
+            ),
+            ("top_categories: !!int 0x" + "f" * 5000, "top_categories: must be an integer, got an"),
+        ],
+    )
+    def test_bad_tagged_value_is_path_qualified(self, tmp_path, line, expected):
+        """A tag on a bad value is reported under its key, with its line, not as a traceback."""
+        path = self.write(tmp_path, f"{line}\naccounts: []\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path, environ=ENV)
+        assert info.value.problems[0].startswith(expected), info.value.problems
+
+    def test_float_tag_on_inline_key_never_echoes(self, tmp_path):
+        """api_key: !!float <key> is refused without the key appearing anywhere."""
+        path = self.write(
+            tmp_path,
+            "accounts:\n  - name: a\n"
+            f"    auth: {{method: apikey, api_key: !!float {PLANTED_KEY}}}\n",
+        )
+        with pytest.raises(ConfigError) as info:
+            load_config(path, environ=ENV)
+        assert "accounts[0].auth.api_key: inline secrets are not allowed" in str(info.value)
+        assert PLANTED_KEY not in str(info.value)
+
+    def test_deep_nesting(self, tmp_path):
+        """YAML nested 20,000 deep is one clear problem."""
+        path = self.write(tmp_path, "accounts: " + "[" * 20_000 + "]" * 20_000 + "\n")
+        with pytest.raises(ConfigError, match=r"line 1, column \d+: invalid YAML: nesting deeper"):
+            load_config(path, environ=ENV)
+
+    def test_config_file_size_is_bounded(self, tmp_path):
+        """A config file over 1 MiB (or /dev/zero) is refused without reading it all."""
+        with pytest.raises(ConfigError, match="larger than 1024 KiB"):
+            load_config("/dev/zero", environ=ENV)
+
+    def test_not_utf8(self, tmp_path):
+        """A file that is not UTF-8 says so, with the byte offset and no content."""
+        path = tmp_path / "c.yaml"
+        path.write_bytes(b"accounts: \xff\n")
+        with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 10\)"):
+            load_config(path, environ=ENV)
+
+    def test_directory(self, tmp_path):
+        """A directory given as the config file is named as such."""
+        with pytest.raises(ConfigError, match="is a directory"):
+            load_config(tmp_path, environ=ENV)
+
+
+class TestNoEcho:
+    def test_key_pasted_as_env_name(self):
+        """A key pasted as api_key_env (a valid variable name) is not echoed."""
+        raw = minimal()
+        raw["accounts"][0]["auth"]["api_key_env"] = PLANTED_KEY  # type: ignore[index]
+        found = problems(raw)
+        assert found == [
+            "accounts[0].auth.api_key_env: environment variable named here "
+            "(name not shown: it may be a credential) is not set or empty"
+        ]
+
+    def test_key_pasted_as_file_name(self, tmp_path):
+        """A key pasted as api_key_file is not echoed as a path."""
+        raw = minimal()
+        raw["accounts"][0]["auth"] = {"method": "apikey", "api_key_file": PLANTED_KEY}  # type: ignore[index]
+        found = problems(raw, base_dir=tmp_path)
+        assert found == [
+            "accounts[0].auth.api_key_file: file not found: "
+            "(path not shown: it may be a credential)"
+        ]
+
+    def test_key_pasted_as_a_setting(self):
+        """A key pasted under a non-secret key is described, not quoted."""
+        found = problems(minimal(poll_interval=PLANTED_KEY))
+        hidden = f"(a string of {len(PLANTED_KEY)} characters, not shown: it may be a credential)"
+        hint = "(use a number with a unit: 30s, 15m, 2h, 90d)"
+        assert found == [f"poll_interval: invalid duration {hidden} {hint}"]
+
+
+class TestKeyFiles:
+    def load_key(self, tmp_path: Path, content: bytes, mode: int = 0o600) -> Config:
+        key = tmp_path / "key"
+        key.write_bytes(content)
+        key.chmod(mode)
+        raw = minimal()
+        raw["accounts"][0]["auth"] = {"method": "apikey", "api_key_file": "key"}  # type: ignore[index]
+        return config_from_dict(raw, base_dir=tmp_path)
+
+    def test_trailing_newline_stripped_quietly(self, tmp_path):
+        """A key file with one line and a newline loads without a warning."""
+        config = self.load_key(tmp_path, PLANTED_KEY.encode() + b"\n")
+        assert config.accounts[0].auth.api_key.reveal() == PLANTED_KEY
+        assert config.warnings == ()
+
+    def test_dev_zero(self):
+        """api_key_file: /dev/zero is refused after 4 KiB, not read for ever."""
+        raw = minimal()
+        raw["accounts"][0]["auth"] = {"method": "apikey", "api_key_file": "/dev/zero"}  # type: ignore[index]
+        assert problems(raw) == [
+            "accounts[0].auth.api_key_file: larger than 4 KiB, not an API key: /dev/zero"
+        ]
+
+    @pytest.mark.parametrize(
+        ("content", "warning"),
+        [
+            (b"\xef\xbb\xbf" + PLANTED_KEY.encode() + b"\n", "starts with a byte order mark"),
+            (PLANTED_KEY.encode() + b"\nsecond line\n", "has more than one line"),
+        ],
+    )
+    def test_bom_and_second_line_warn(self, tmp_path, content, warning):
+        """A BOM or a second line is warned about (no secret in it); the first line is used."""
+        config = self.load_key(tmp_path, content)
+        assert config.accounts[0].auth.api_key.reveal() == PLANTED_KEY
+        (found,) = config.warnings
+        assert found.startswith(f"accounts[0].auth.api_key_file: {warning}")
+        assert PLANTED_KEY not in found
+
+    def test_world_readable_warns(self, tmp_path):
+        """A key file every user can read is warned about, with its mode."""
+        config = self.load_key(tmp_path, PLANTED_KEY.encode(), mode=0o644)
+        assert config.warnings == (
+            "accounts[0].auth.api_key_file: is readable by every user (mode 0644); "
+            "make it 0600 or 0640",
+        )
+
+    def test_readable_by_own_group_is_fine(self, tmp_path):
+        """Group-readable by the exporter's own group (Kubernetes fsGroup, 0440) is no warning."""
+        assert self.load_key(tmp_path, PLANTED_KEY.encode(), mode=0o440).warnings == ()
+
+    def test_control_characters_refused(self, tmp_path):
+        """A key with control characters is refused without quoting it."""
+        key = tmp_path / "key"
+        key.write_bytes(b"abc\x07def")
+        raw = minimal()
+        raw["accounts"][0]["auth"] = {"method": "apikey", "api_key_file": "key"}  # type: ignore[index]
+        assert problems(raw, base_dir=tmp_path) == [
+            f"accounts[0].auth.api_key_file: contains control characters: {key}"
+        ]
+
+
+class TestNewKeys:
+    def test_sources_switch_off(self):
+        """sources: maps a source to false to switch it off; the others stay on."""
+        raw = minimal()
+        raw["accounts"][0]["sources"] = {"next_invoice_items": False, "invoices": True}  # type: ignore[index]
+        account = config_from_dict(raw, environ=ENV).accounts[0]
+        assert account.sources == ALL_SOURCES - {Source.NEXT_INVOICE_ITEMS}
+        assert "invoices" in account.sources  # the members are strings too
+
+    def test_sources_default_all(self):
+        """Without sources: every source is polled."""
+        assert config_from_dict(minimal(), environ=ENV).accounts[0].sources == ALL_SOURCES
+
+    @pytest.mark.parametrize(
+        ("sources", "expected"),
+        [
+            ({"items": False}, "accounts[0].sources.items: unknown key"),
+            ({"invoices": "no"}, "accounts[0].sources.invoices: must be true or false"),
+            (["invoices"], "accounts[0].sources: must be a mapping, got list"),
+            (
+                {s.value: False for s in Source},
+                "accounts[0].sources: must leave at least one source switched on",
+            ),
+        ],
+    )
+    def test_sources_invalid(self, sources, expected):
+        """Unknown sources, non-booleans and switching everything off are refused."""
+        raw = minimal()
+        raw["accounts"][0]["sources"] = sources  # type: ignore[index]
+        found = problems(raw)
+        assert any(p.startswith(expected) for p in found), found
+
+    def test_per_account_poll_interval(self):
+        """An account's poll_interval overrides the global one; without it, the global applies."""
+        raw = minimal(poll_interval="10m")
+        raw["accounts"].append(  # type: ignore[attr-defined]
+            {
+                "name": "b",
+                "poll_interval": "1h",
+                "auth": {"method": "apikey", "api_key_env": "SL_KEY"},
+            }
+        )
+        config = config_from_dict(raw, environ=ENV)
+        first, second = config.accounts
+        assert (first.poll_interval_seconds, second.poll_interval_seconds) == (None, 3600)
+        assert config.poll_interval_of(first) == 600
+        assert config.poll_interval_of(second) == 3600
+
+    def test_per_account_poll_interval_bounded(self):
+        """The per-account poll_interval has the global one's range."""
+        raw = minimal()
+        raw["accounts"][0]["poll_interval"] = "2d"  # type: ignore[index]
+        assert problems(raw) == ["accounts[0].poll_interval: must be at most 1d, got 2d"]
+
+    def test_open_invoice_grace(self):
+        """thresholds.open_invoice_grace defaults to 30d, takes a duration, null disables it."""
+        assert config_from_dict(minimal(), environ=ENV).accounts[
+            0
+        ].thresholds.open_invoice_grace_seconds == (30 * 86400)
+        for value, seconds in (("7d", 7 * 86400), ("0s", 0), (None, None)):
+            raw = minimal()
+            raw["accounts"][0]["thresholds"] = {"open_invoice_grace": value}  # type: ignore[index]
+            limits = config_from_dict(raw, environ=ENV).accounts[0].thresholds
+            assert limits.open_invoice_grace_seconds == seconds
+
+    def test_private_endpoint_pairs_with_private_iam(self):
+        """endpoint: private defaults the IAM token URL to the private IAM endpoint."""
+        raw = minimal()
+        raw["accounts"][0]["endpoint"] = "private"  # type: ignore[index]
+        raw["accounts"][0]["auth"] = {"method": "iam", "api_key_env": "SL_KEY"}  # type: ignore[index]
+        auth = config_from_dict(raw, environ=ENV).accounts[0].auth
+        assert auth.iam_token_url == PRIVATE_IAM_TOKEN_URL
+
+    def test_explicit_iam_url_wins_over_private_default(self):
+        """An explicit iam_token_url is kept on the private endpoint."""
+        raw = minimal()
+        raw["accounts"][0]["endpoint"] = "private"  # type: ignore[index]
+        raw["accounts"][0]["auth"] = {  # type: ignore[index]
+            "method": "iam",
+            "api_key_env": "SL_KEY",
+            "iam_token_url": "https://iam.example/identity/token",
+        }
+        auth = config_from_dict(raw, environ=ENV).accounts[0].auth
+        assert auth.iam_token_url == "https://iam.example/identity/token"
+
+    def test_public_endpoint_keeps_public_iam(self):
+        """The public endpoint keeps the public IAM token URL."""
+        raw = minimal()
+        raw["accounts"][0]["auth"] = {"method": "iam", "api_key_env": "SL_KEY"}  # type: ignore[index]
+        assert config_from_dict(raw, environ=ENV).accounts[0].auth.iam_token_url == (
+            "https://iam.cloud.ibm.com/identity/token"
+        )
+
+
+class TestRecords:
+    """Records check themselves wherever they are built, so that no consumer re-checks."""
+
+    def auth(self) -> AuthConfig:
+        return AuthConfig(method=AuthMethod.APIKEY, api_key=Secret("k"))
+
+    def test_classic_auth_needs_a_username(self):
+        """A classic AuthConfig without a username cannot be built."""
+        with pytest.raises(
+            ConfigError, match=re.escape("AuthConfig.username: required for method classic")
+        ):
+            AuthConfig(method=AuthMethod.CLASSIC, api_key=Secret("k"))
+
+    @pytest.mark.parametrize(
+        ("kwargs", "expected"),
+        [
+            ({"poll_interval_seconds": 0.0}, "Config.poll_interval_seconds: must be > 0"),
+            ({"poll_interval_seconds": 1e12}, "Config.poll_interval_seconds: must be > 0 and <="),
+            ({"poll_jitter": 1.5}, "Config.poll_jitter: must be >= 0 and <= 1"),
+            ({"max_requests_per_second": 0.0}, "Config.max_requests_per_second: must be > 0"),
+            ({"max_requests_per_second": math.inf}, "Config.max_requests_per_second: must be > 0"),
+            ({"max_concurrent_requests": 0}, "Config.max_concurrent_requests: must be >= 1"),
+            ({"page_size": 2.5}, "Config.page_size: must be an integer"),
+            ({"invoice_lookback_seconds": -1.0}, "Config.invoice_lookback_seconds: must be > 0"),
+        ],
+    )
+    def test_config_invariants(self, kwargs, expected):
+        """Values no code can work with are refused when a Config is built in code."""
+        account = AccountConfig(name="a", endpoint="http://h/", auth=self.auth())
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            Config(accounts=(account,), **kwargs)
+
+    def test_code_may_go_beyond_the_file_range(self):
+        """Tests may poll a simulator faster than a file may poll SoftLayer."""
+        account = AccountConfig(name="a", endpoint="http://h/", auth=self.auth())
+        config = Config(
+            accounts=(account,),
+            poll_interval_seconds=0.01,
+            max_requests_per_second=500,
+            top_categories=1000,
+        )
+        assert config.max_requests_per_second == 500.0
+        assert isinstance(config.max_requests_per_second, float)  # int normalised
+
+    def test_retry_invariants(self):
+        """attempts >= 1 and max_backoff >= initial_backoff hold for every RetryConfig."""
+        with pytest.raises(ConfigError, match=re.escape("RetryConfig.attempts: must be >= 1")):
+            RetryConfig(attempts=0)
+        with pytest.raises(ConfigError, match="max_backoff_seconds: must not be shorter"):
+            RetryConfig(initial_backoff_seconds=2, max_backoff_seconds=1)
+
+    def test_account_invariants(self):
+        """Account names, endpoints and sources are checked on every AccountConfig."""
+        with pytest.raises(ConfigError, match=re.escape("AccountConfig.name: must match")):
+            AccountConfig(name="a b", endpoint="http://h/", auth=self.auth())
+        with pytest.raises(ConfigError, match=re.escape("AccountConfig.endpoint: must be an http")):
+            AccountConfig(name="a", endpoint="ftp://h/", auth=self.auth())
+        with pytest.raises(
+            ConfigError, match=re.escape("AccountConfig.sources: must leave at least one")
+        ):
+            AccountConfig(name="a", endpoint="http://h/", auth=self.auth(), sources=frozenset())
+
+    def test_unique_account_names(self):
+        """A Config cannot hold two accounts of one name, nor none."""
+        account = AccountConfig(name="a", endpoint="http://h/", auth=self.auth())
+        with pytest.raises(ConfigError, match="account names must be unique"):
+            Config(accounts=(account, account))
+        with pytest.raises(ConfigError, match="must list at least one account"):
+            Config(accounts=())
+
+    def test_replace_rechecks(self):
+        """dataclasses.replace (how --demo derives configs) runs the checks again."""
+        account = AccountConfig(name="a", endpoint="http://h/", auth=self.auth())
+        with pytest.raises(ConfigError, match="poll_jitter"):
+            dataclasses.replace(Config(accounts=(account,)), poll_jitter=-1.0)
+
+    def test_threshold_invariants(self):
+        """Threshold amounts must be finite Decimals >= 0."""
+        with pytest.raises(
+            ConfigError, match=re.escape("Thresholds.monthly_budget_usd: must be a finite")
+        ):
+            Thresholds(monthly_budget_usd=Decimal("-1"))
+
+
+class TestExample:
+    def test_example_shows_every_declared_key_with_its_default(self):
+        """config.example.yaml lists every declared setting with the declared default."""
+        example = yaml.safe_load(EXAMPLE.read_text())
+        account = example["accounts"][0]
+        where = {
+            Config: example,
+            RetryConfig: example["retry"],
+            Thresholds: account["thresholds"],
+        }
+        for cls, section in where.items():
+            for item in dataclasses.fields(cls):
+                spec = setting_of(item)
+                if spec is None:
+                    continue
+                assert spec.key in section, f"{cls.__name__}.{item.name}: {spec.key} not shown"
+                raw = section[spec.key]
+                value, problem = parse_setting(spec, raw)
+                assert problem is None, problem
+                assert value == item.default, f"{spec.key}: example {raw!r} != {item.default!r}"
+        assert "sources" in account
+        assert "poll_interval" in account

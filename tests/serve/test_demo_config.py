@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
 
+from exporter.cli import main
 from exporter.config import AuthMethod, Thresholds
 from exporter.demo import (
     DEMO_POLL_INTERVAL,
@@ -56,3 +58,25 @@ class TestDemoConfig:
             demo_poll_interval(None)
         monkeypatch.delenv(DEMO_POLL_INTERVAL_ENV)
         assert demo_poll_interval(b.config()) == 900
+
+    def test_poll_interval_override_must_be_positive(self, monkeypatch):
+        """A zero override is refused: a Config could not be built with it."""
+        monkeypatch.setenv(DEMO_POLL_INTERVAL_ENV, "0s")
+        with pytest.raises(ValueError, match="longer than 0s"):
+            demo_poll_interval(None)
+
+    def test_file_intervals_give_way_to_the_demo_interval(self):
+        """Per-account intervals of the file are dropped: the demo polls all at one interval."""
+        base = b.Config(accounts=(b.account("prod"),))
+        base = dataclasses.replace(
+            base, accounts=(dataclasses.replace(base.accounts[0], poll_interval_seconds=3600.0),)
+        )
+        config = demo_config(base, ENDPOINT, [("u1", "k1")], 5.0)
+        assert config.poll_interval_of(config.accounts[0]) == 5.0
+
+
+def test_bad_override_is_a_usage_error(capsys, monkeypatch):
+    """A bad SOFTLAYER_DEMO_POLL_INTERVAL exits 2 before anything starts."""
+    monkeypatch.setenv(DEMO_POLL_INTERVAL_ENV, "soon")
+    assert main(["--demo", "--once"]) == 2
+    assert f"{DEMO_POLL_INTERVAL_ENV}: invalid duration 'soon'" in capsys.readouterr().err

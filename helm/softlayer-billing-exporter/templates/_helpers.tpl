@@ -112,6 +112,8 @@ The exporter's config.yaml. Each account's API key is referenced by file path on
 {{- if $account.auth.iam_token_url -}}{{- $_ := set $auth "iam_token_url" $account.auth.iam_token_url -}}{{- end -}}
 {{- $entry := dict "name" $account.name "endpoint" (default "public" $account.endpoint) "auth" $auth -}}
 {{- if hasKey $account "thresholds" -}}{{- $_ := set $entry "thresholds" $account.thresholds -}}{{- end -}}
+{{- if hasKey $account "sources" -}}{{- $_ := set $entry "sources" $account.sources -}}{{- end -}}
+{{- if hasKey $account "poll_interval" -}}{{- $_ := set $entry "poll_interval" $account.poll_interval -}}{{- end -}}
 {{- $accounts = append $accounts $entry -}}
 {{- end -}}
 {{- $config := deepCopy .Values.config -}}
