@@ -536,7 +536,7 @@ def _operator_matchers(matchers: list[str]) -> list[dict[str, str]]:
     for matcher in matchers:
         parsed = re.fullmatch(r'(\w+)(=~|=)"(.*)"', matcher)
         if parsed is None:
-            raise ValueError(f"matcher not of the form name=\"value\": {matcher}")
+            raise ValueError(f'matcher not of the form name="value": {matcher}')
         name, op, value = parsed.groups()
         result.append({"name": name, "value": value, "matchType": op})
     return result
