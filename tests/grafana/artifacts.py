@@ -12,8 +12,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -22,12 +24,24 @@ ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
 RULES_FILE = GRAFANA / "alerts" / "softlayer-billing.rules.yml"
 RULE_TESTS = sorted((GRAFANA / "alerts" / "tests").glob("*.yml"))
+MONTH_TEST = GRAFANA / "alerts" / "tests" / "month_test.yml"
+ALERTMANAGER_FILE = GRAFANA / "alertmanager" / "alertmanager.yml"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
-RUNBOOK_BASE = (
-    "https://github.com/softlayer-billing-exporter/softlayer-billing-exporter/blob/main/"
-    "docs/runbooks.md"
+#: New series of the metric contract agreed with the billing-clock work (see TEAM.md's
+#: contract: state-set status, projections, cycle bounds, payment failures). Until that work
+#: lands, docs/metrics.md and the exporter lack them and the name tests mark them xfail;
+#: afterwards they pass like every other name.
+PENDING_CONTRACT = frozenset(
+    {
+        "softlayer_invoice_status",
+        "softlayer_next_invoice_category_projected_usd",
+        "softlayer_next_invoice_projected_pre_tax_usd",
+        "softlayer_billing_cycle_start_timestamp_seconds",
+        "softlayer_billing_cycle_end_timestamp_seconds",
+        "softlayer_invoice_last_payment_failure_timestamp_seconds",
+    }
 )
 #: Prometheus' own series that dashboards and rules may use besides the contract.
 PROMETHEUS_METRICS = frozenset({"up"})
@@ -84,6 +98,21 @@ def numbers(expr: str) -> list[float]:
 def variable_metric_names(query: str) -> set[str]:
     """Return the metric names a ``label_values(metric{...}, label)`` variable query reads."""
     return set(_LABEL_VALUES.findall(query))
+
+
+def grafana_module(name: str) -> ModuleType:
+    """Import one of grafana/'s scripts (``mixin``, ``generate_alerts``, ...) by file name."""
+    if str(GRAFANA) not in sys.path:
+        sys.path.insert(0, str(GRAFANA))  # the scripts import mixin.py as their neighbour
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, GRAFANA / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_rules() -> list[dict[str, Any]]:

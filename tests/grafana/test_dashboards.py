@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 from pathlib import Path
@@ -27,7 +26,14 @@ GRAFANA_UNITS = {
     "dateTimeAsIso",
     "reqps",
     "bool_yes_no",
+    "dateTimeFromNow",
 }
+#: Panel types that show the current value: they must query "now", not a range.
+NOW_TYPES = {"stat", "bargauge", "piechart", "table"}
+#: Panels that show each exporter on purpose (targets, builds, per-process timings).
+PER_INSTANCE = {"Exporter targets", "Exporter build", "Poll duration"}
+#: Metrics that exist per exporter process rather than per account.
+PROCESS_METRICS = ("up", "softlayer_exporter_build_info")
 EXPECTED_UIDS = {
     "softlayer-billing-overview.json": "softlayer-billing-overview",
     "softlayer-exporter-health.json": "softlayer-exporter-health",
@@ -42,13 +48,7 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _generator() -> ModuleType:
-    path = artifacts.GRAFANA / "generate_dashboards.py"
-    spec = importlib.util.spec_from_file_location("generate_dashboards", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return artifacts.grafana_module("generate_dashboards")
 
 
 def test_both_dashboards_exist_with_stable_unique_uids() -> None:
@@ -129,19 +129,19 @@ def test_every_selector_is_scoped_by_the_variables(name: str, panel: dict[str, A
         for metric, matchers in found:
             assert 'job=~"$job"' in matchers, (metric, target["expr"])
             assert 'instance=~"$instance"' in matchers, (metric, target["expr"])
-            per_account = metric != "up" and not metric.startswith(
-                ("softlayer_api_request_duration_seconds", "softlayer_exporter_build_info")
-            )
-            if per_account:
+            if metric not in PROCESS_METRICS:
                 assert 'account=~"$account"' in matchers, (metric, target["expr"])
 
 
 @pytest.mark.parametrize(("name", "panel"), PANELS, ids=PANEL_IDS)
 def test_rates_use_grafana_intervals(name: str, panel: dict[str, Any]) -> None:
-    """rate/increase windows are $__rate_interval or $__range, never a hard-coded range."""
+    """rate/increase windows are $__rate_interval or $__range; only a data age looks back 1d."""
     for target in panel["targets"]:
-        for window in re.findall(r"\[([^\]]*)\]", target["expr"]):
-            assert window in {"$__rate_interval", "$__range"}, target["expr"]
+        expr = target["expr"]
+        for window in re.findall(r"\[([^\]]*)\]", expr):
+            assert window in {"$__rate_interval", "$__range"} or (
+                window == "1d" and "last_over_time(" in expr
+            ), expr
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
@@ -165,7 +165,7 @@ def test_layout_ids_and_grid(name: str) -> None:
 
 
 def test_overview_covers_the_issue_topics() -> None:
-    """The overview shows balance, open invoice and age, forecasts, categories, invoices."""
+    """The overview shows balance, open invoice and age, projections, categories, invoices."""
     exprs = " ".join(
         target["expr"]
         for name, panel in PANELS
@@ -175,34 +175,21 @@ def test_overview_covers_the_issue_topics() -> None:
     for metric in (
         "softlayer_account_balance_usd",
         "softlayer_invoice_open_balance_usd",
-        "account:softlayer_pending_invoice_age_seconds:max",
-        "account:softlayer_next_invoice_vs_latest_recurring:ratio",
-        "account:softlayer_next_invoice_vs_budget:ratio",
+        "softlayer_invoice_created_timestamp_seconds",
+        "softlayer_invoice_status",
+        "softlayer_invoice_last_payment_failure_timestamp_seconds",
+        "softlayer_next_invoice_projected_pre_tax_usd",
+        "softlayer_next_invoice_category_projected_usd",
         "softlayer_next_invoice_category_usd",
-        "softlayer_next_invoice_category_items",
+        "softlayer_billing_cycle_end_timestamp_seconds",
         "softlayer_recent_invoices",
     ):
         assert metric in exprs, metric
+    assert "offset 7d" in exprs
+    assert "offset 30d" in exprs
+    assert 'billing="hourly"' in exprs
+    assert 'billing="monthly"' in exprs
     assert any(p["type"] == "table" and "topk" in p["targets"][0]["expr"] for _, p in PANELS)
-
-
-def test_health_covers_the_issue_topics() -> None:
-    """The health dashboard shows source up, data age, poll duration, API errors, latency."""
-    exprs = " ".join(
-        target["expr"]
-        for name, panel in PANELS
-        if name == "softlayer-exporter-health.json"
-        for target in panel["targets"]
-    )
-    for metric in (
-        "softlayer_source_up",
-        "softlayer_source_last_success_timestamp_seconds",
-        "softlayer_poll_duration_seconds",
-        "softlayer_api_requests_total",
-        "softlayer_api_errors_total",
-        "softlayer_api_request_duration_seconds_bucket",
-    ):
-        assert metric in exprs, metric
 
 
 def test_selector_check_catches_an_unscoped_query() -> None:
@@ -241,3 +228,160 @@ def test_every_panel_query_parses_as_promql(tmp_path: Path) -> None:
         [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("name", "panel"), PANELS, ids=PANEL_IDS)
+def test_now_panels_run_instant_queries(name: str, panel: dict[str, Any]) -> None:
+    """Stat, bar gauge, pie and table panels query the end of the range, not the whole range.
+
+    With a range query they show the range's last non-null value: a paid invoice's balance
+    would linger and a dead exporter would stay green.
+    """
+    for target in panel["targets"]:
+        instant = panel["type"] in NOW_TYPES
+        assert target["instant"] is instant, target["expr"]
+        assert target["range"] is not instant, target["expr"]
+
+
+def _enclosing(expr: str, position: int) -> list[str]:
+    """Return the calls around ``position``, innermost first (``max by (account)``, ``rate``)."""
+    found, depth = [], 0
+    for index in range(position - 1, -1, -1):
+        char = expr[index]
+        if char == ")":
+            depth += 1
+        elif char == "(":
+            if depth:
+                depth -= 1
+                continue
+            head = expr[:index].rstrip()
+            call = re.search(r"(\w+(?:\s+by\s*\([^()]*\))?)$", head)
+            if call is None:  # a by (...) list right before the argument
+                call = re.search(r"(\w+\s+by\s*\([^()]*\))\s*$", head)
+            found.append(call.group(1) if call else "")
+    return found
+
+
+def _counted_once(expr: str, position: int) -> bool:
+    """Tell whether the series at ``position`` is aggregated without ``instance`` correctly.
+
+    Going outwards, the first aggregation that drops ``instance`` must be ``max``/``min``
+    (identical replicas collapse to one) or, around a rate/increase, ``sum`` (each exporter
+    really made its own API calls).
+    """
+    counter = False
+    for call in _enclosing(expr, position):
+        name = call.split()[0] if call else ""
+        counter = counter or name in {"rate", "increase"}
+        grouping = re.search(r"by\s*\(([^()]*)\)", call)
+        if grouping is None or "instance" in grouping.group(1):
+            continue
+        return name in {"max", "min"} or (name == "sum" and counter)
+    return False
+
+
+def test_ha_check_tells_max_from_sum() -> None:
+    """The HA check passes max by account, rates summed, and fails a plain sum or nothing."""
+    metric = 'softlayer_x{job=~"$job"}'
+    good = [
+        f"max by (account) ({metric})",
+        f"sum(max by (account) ({metric}))",
+        f"sum by (account) (rate({metric}[5m]))",
+        f"max by (account) ({metric} - on (job, instance, account)"
+        f" max by (job, instance, account) ({metric}))",
+    ]
+    for expr in good:
+        assert all(_counted_once(expr, m.start()) for m in re.finditer("softlayer_x", expr)), expr
+    for expr in (metric, f"sum by (account) ({metric})", f"max by (instance) ({metric})"):
+        assert not _counted_once(expr, expr.index("softlayer_x")), expr
+
+
+@pytest.mark.parametrize(("name", "panel"), PANELS, ids=PANEL_IDS)
+def test_series_count_once_under_an_ha_pair(name: str, panel: dict[str, Any]) -> None:
+    """Every exporter series is collapsed by account, so two identical exporters count once."""
+    if panel["title"] in PER_INSTANCE:
+        return
+    for target in panel["targets"]:
+        expr = target["expr"]
+        for match in re.finditer(r"(?<![\w:])(softlayer_\w+|up)\{", expr):
+            assert _counted_once(expr, match.start()), (match.group(1), expr)
+
+
+@pytest.mark.parametrize(("name", "panel"), PANELS, ids=PANEL_IDS)
+def test_money_has_two_decimals(name: str, panel: dict[str, Any]) -> None:
+    """USD values show cents: $48,371.52, not $48.4K."""
+    defaults = panel["fieldConfig"]["defaults"]
+    if defaults["unit"] == "currencyUSD":
+        assert defaults["decimals"] == 2
+    for override in panel["fieldConfig"]["overrides"]:
+        values = {prop["id"]: prop["value"] for prop in override["properties"]}
+        if values.get("unit") == "currencyUSD":
+            assert values["decimals"] == 2
+
+
+def test_threshold_panels_read_the_exported_thresholds() -> None:
+    """Panels compared with an alert threshold divide by the account's exported threshold."""
+    compared = [
+        panel
+        for _, panel in PANELS
+        if panel["fieldConfig"]["defaults"]["unit"] == "percentunit" and panel["type"] != "table"
+    ]
+    assert len(compared) >= 3
+    for panel in compared:
+        expr = panel["targets"][0]["expr"]
+        assert re.search(r"/ on \(account\) max by \(account\) \(softlayer_alert_threshold_", expr)
+        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert steps[-1] == {"color": "red", "value": 1}, panel["title"]
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_default_range_is_a_billing_month(name: str) -> None:
+    """The default time range shows at least a month (an invoice issued and paid)."""
+    span = _DURATION.fullmatch(DASHBOARDS[name]["time"]["from"].removeprefix("now-"))
+    assert span, DASHBOARDS[name]["time"]
+    assert int(span.group(1)) * _SECONDS[span.group(2)] >= 30 * 86400
+
+
+def test_health_panels_query_no_finer_than_a_poll() -> None:
+    """Health trends have a 15m minimum interval; the data age keeps growing through an outage."""
+    health = [p for name, p in PANELS if name == "softlayer-exporter-health.json"]
+    trends = [p for p in health if p["type"] == "timeseries"]
+    assert trends
+    assert all(p.get("interval") == "15m" for p in trends)
+    ages = [p for p in health if p["title"] in {"Data age", "Data age by source"}]
+    assert len(ages) == 2
+    for panel in ages:
+        assert "last_over_time(" in panel["targets"][0]["expr"]
+
+
+def test_runbook_links_point_at_existing_sections() -> None:
+    """Panel links go to runbook sections that exist; every finance alert has one."""
+    mixin = artifacts.grafana_module("mixin")
+    anchors = artifacts.runbook_anchors()
+    linked = set()
+    for _, panel in PANELS:
+        for link in panel.get("links", []):
+            base, anchor = link["url"].split("#")
+            assert base == mixin.DEFAULTS.runbook_url
+            assert anchor in anchors, link["url"]
+            linked.add(anchor)
+    finance = {
+        alert["alert"].lower()
+        for alert in artifacts.alerts()
+        if alert["labels"]["team"] == "finance"
+    }
+    assert finance <= linked
+    assert len(linked) >= 11
+
+
+def test_runbooks_name_panels_that_exist() -> None:
+    """Every panel a runbook tells the reader to look at (*Title*) exists on a dashboard."""
+    titles = {panel["title"] for _, panel in PANELS}
+    text = artifacts.RUNBOOKS.read_text(encoding="utf-8")
+    named = set()
+    pointers = r"^- (?:Overview|Exporter health) dashboard,[^\n]*(?:\n  [^\n]*)*"
+    for item in re.findall(pointers, text, re.MULTILINE):
+        sentence = " ".join(item.split()).split(". ")[0]  # the dashboard part of the item
+        named |= set(re.findall(r"\*([^*]+)\*", sentence))
+    assert len(named) >= 15
+    assert named <= titles, sorted(named - titles)

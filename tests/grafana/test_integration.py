@@ -1,23 +1,27 @@
-"""End to end: simulator -> exporter -> real Prometheus (our rules) -> real Alertmanager -> webhook.
+"""End to end: simulator, an HA pair of exporters, Prometheus, Alertmanager and a webhook.
 
-Issue 4's proof that the dashboards and alerts work on stock Prometheus:
+The proof that the shipped rules, routing and dashboards work together on stock software:
 
 1. ``softlayer-api-simulator`` serves a generated SoftLayer account over loopback, with an
    invoice history but no open invoice;
-2. ``softlayer-billing-exporter`` polls it every 2 s. A second account uses a wrong API key,
-   so the error panels have real authentication errors to show;
-3. the Debian ``prometheus`` server scrapes the exporter every second, with the shipped rules
-   file loaded, and sends alerts to the Debian ``prometheus-alertmanager``, which delivers
-   them to an aiohttp webhook receiver in this test;
-4. once the rules have seen the data without the alert active, the simulator's admin API
-   opens an invoice whose open balance is above the account's threshold, and
-   ``SoftLayerOpenInvoiceBalanceHigh`` must reach the webhook;
-5. with that invoice open, every panel query of every dashboard is run against Prometheus'
-   HTTP API, with Grafana's variables substituted, and must return data;
-6. the invoice is paid through the admin API, and the alert must reach the webhook again as
-   resolved.
+2. two ``softlayer-billing-exporter`` processes poll it every 2 s with the same config (an HA
+   pair). A second account uses a wrong API key, so authentication fails for real;
+3. the Debian ``prometheus`` server scrapes both exporters as one job, every second, with the
+   shipped rules (``for``/``keep_firing_for`` shortened, nothing else changed), and sends
+   alerts to the Debian ``prometheus-alertmanager`` running the shipped routing and inhibit
+   rules, whose three receivers deliver to an aiohttp webhook in this test;
+4. the simulator's admin API opens an invoice above the threshold; its payment grace is one
+   second, so it is overdue at once: ``SoftLayerInvoiceOverdue`` must reach the page
+   receiver once (not once per exporter), grouped by alert and account, while the
+   account-balance alert it explains fires in Prometheus and is never delivered; the bad
+   key's ``SoftLayerApiAuthFailing`` reaches operations and inhibits the poll-failing alert;
+5. dashboard panels are queried the way Grafana does (variables substituted): the open
+   balance and the totals equal the simulator's truth once, not twice;
+6. the invoice is paid: the alert resolves at the webhook and the "now" panel goes empty.
 
-Every wait polls an API until a deadline; nothing sleeps for a fixed time.
+Every wait polls an API until a deadline; nothing sleeps for a fixed time. The test needs the
+metric contract of the billing-clock work (grace threshold, projections, state-set status);
+before that has landed it is marked xfail with that reason.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -45,10 +48,20 @@ from aiohttp import web
 from tests.conftest import require_tool
 from tests.grafana import artifacts
 
+#: The billing-clock work's metric contract has landed once docs/metrics.md documents it.
+CONTRACT = "softlayer_next_invoice_projected_pre_tax_usd" in artifacts.METRICS_DOC.read_text(
+    encoding="utf-8"
+)
 pytestmark = [
     pytest.mark.prometheus,
     pytest.mark.skipif(
         not artifacts.exporter_available(), reason="exporter CLI and simulator not merged yet"
+    ),
+    pytest.mark.xfail(
+        not CONTRACT,
+        reason="needs the metric contract of the billing-clock work (open_invoice_grace, "
+        "projections, invoice status): not merged into this branch yet",
+        strict=True,
     ),
 ]
 
@@ -57,11 +70,18 @@ T = TypeVar("T")
 ACCOUNT = "e2e"
 BAD_ACCOUNT = "e2e-bad-key"
 JOB = "softlayer"
+EXPORTERS = ("a", "b")
 #: The account starts without a pending invoice; the test opens one above the threshold.
 OPEN_BALANCE_THRESHOLD = 2000
-OPENED_INVOICE_AMOUNT = "5000"
-ALERT = "SoftLayerOpenInvoiceBalanceHigh"
-DEADLINE_SECONDS = 45.0
+OPENED_INVOICE_AMOUNT = 5000
+OVERDUE = "SoftLayerInvoiceOverdue"
+DEADLINE_SECONDS = 60.0
+#: The test runs the shipped durations 300 times faster (a shipped minute is 0.2 s), which
+#: keeps their order: an alert that another explains still waits longer than that one.
+SPEED_UP = 300
+#: Except this one: at start-up, before the first scrape, no series exist yet.
+SLOW_ALERTS = {"SoftLayerExporterAbsent": "30s"}
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _free_port() -> int:
@@ -162,43 +182,72 @@ async def _until(
 
 @dataclass
 class Webhook:
-    """Alertmanager webhook receiver: every notification's payload, in arrival order."""
+    """Alertmanager webhook receiver: each receiver's notifications, in arrival order."""
 
-    payloads: list[dict[str, Any]] = field(default_factory=list)
+    payloads: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
-        """Store one notification."""
-        self.payloads.append(await request.json())
+        """Store one notification under the receiver named by the URL path."""
+        self.payloads.append((request.match_info["receiver"], await request.json()))
         return web.Response(text="ok")
 
-    def alerts(self, status: str) -> list[dict[str, Any]]:
-        """Return the delivered alerts of ``ALERT`` for our account with this status."""
+    def delivered(self, status: str = "firing") -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """Return ``(receiver, payload, alert)`` for every delivered alert with this status."""
         return [
-            alert
-            for payload in self.payloads
+            (receiver, payload, alert)
+            for receiver, payload in self.payloads
             for alert in payload["alerts"]
             if alert["status"] == status
-            and alert["labels"].get("alertname") == ALERT
-            and alert["labels"].get("account") == ACCOUNT
         ]
+
+    def names(self, status: str = "firing") -> set[tuple[str, str, str]]:
+        """Return ``(receiver, alertname, account)`` of the delivered alerts."""
+        return {
+            (receiver, alert["labels"]["alertname"], alert["labels"].get("account", ""))
+            for receiver, _, alert in self.delivered(status)
+        }
+
+
+def _faster(duration: str) -> str:
+    seconds = int(duration[:-1]) * _UNIT_SECONDS[duration[-1]]
+    return f"{max(1, round(1000 * seconds / SPEED_UP))}ms"
 
 
 def _rules_for_test(destination: Path) -> Path:
-    """Copy the shipped rules with every ``for:`` shortened to 1s.
+    """Copy the shipped rules with `for` and `keep_firing_for` 300 times shorter.
 
-    The shipped durations (5m to 1h) suit a 15-minute poll; this test polls every 2 s and must
-    finish in well under two minutes. Only the ``for:`` lines change, so the expressions,
-    labels and annotations under test are exactly the shipped ones; a 1 s ``for:`` still
-    takes the alert through pending before firing.
+    The shipped durations (minutes to an hour) suit a 15-minute poll; this test polls every
+    2 s. Expressions, labels and annotations stay exactly the shipped ones, and so does the
+    order of the durations, on which the first notification of a problem depends.
     """
-    text = artifacts.RULES_FILE.read_text(encoding="utf-8")
-    shortened, count = re.subn(r"(?m)^(\s+)for: \S+$", r"\1for: 1s", text)
-    assert count >= 10, "expected for: durations to shorten"
-    destination.write_text(shortened, encoding="utf-8")
+    document = yaml.safe_load(artifacts.RULES_FILE.read_text(encoding="utf-8"))
+    shortened = 0
+    for group in document["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = SLOW_ALERTS.get(rule.get("alert", ""), _faster(rule["for"]))
+                shortened += 1
+            if "keep_firing_for" in rule:
+                rule["keep_firing_for"] = _faster(rule["keep_firing_for"])
+    assert shortened >= 13, "expected every alert to have a for: duration"
+    destination.write_text(yaml.safe_dump(document), encoding="utf-8")
     return destination
 
 
-def _exporter_config(path: Path, endpoint: str, username: str) -> Path:
+def _exporter_config(path: Path, endpoint: str, username: str, balance: float) -> Path:
+    thresholds = {
+        "open_invoice_balance_usd": OPEN_BALANCE_THRESHOLD,
+        # Above what the account owes now, below it once the test's invoice is open.
+        "account_balance_usd": balance + OPENED_INVOICE_AMOUNT / 2,
+        # Issued invoices are past their grace at once: the overdue case without waiting.
+        "open_invoice_grace": "1s",
+        "pending_invoice_max_age": "35d",
+        # The promtool tests cover these; here they would depend on the generated history.
+        "monthly_budget_usd": None,
+        "forecast_surge_ratio": None,
+        "category_surge_ratio": None,
+    }
+    auth = {"method": "classic", "username": username}
     config = {
         "poll_interval": "2s",
         "poll_jitter": 0,
@@ -207,29 +256,13 @@ def _exporter_config(path: Path, endpoint: str, username: str) -> Path:
             {
                 "name": ACCOUNT,
                 "endpoint": endpoint,
-                "auth": {
-                    "method": "classic",
-                    "username": username,
-                    "api_key_env": "E2E_SOFTLAYER_API_KEY",
-                },
-                "thresholds": {
-                    "open_invoice_balance_usd": OPEN_BALANCE_THRESHOLD,
-                    "account_balance_usd": OPEN_BALANCE_THRESHOLD,
-                    # Low on purpose: the budget panels and recording rule need a budget.
-                    "monthly_budget_usd": 1,
-                    "pending_invoice_max_age": "35d",
-                    "forecast_surge_ratio": 1.25,
-                    "category_surge_ratio": 1.5,
-                },
+                "auth": {**auth, "api_key_env": "E2E_SOFTLAYER_API_KEY"},
+                "thresholds": thresholds,
             },
             {
                 "name": BAD_ACCOUNT,
                 "endpoint": endpoint,
-                "auth": {
-                    "method": "classic",
-                    "username": username,
-                    "api_key_env": "E2E_SOFTLAYER_BAD_KEY",
-                },
+                "auth": {**auth, "api_key_env": "E2E_SOFTLAYER_BAD_KEY"},
             },
         ],
     }
@@ -238,28 +271,26 @@ def _exporter_config(path: Path, endpoint: str, username: str) -> Path:
 
 
 def _alertmanager_config(path: Path, webhook_url: str) -> Path:
-    config = {
-        "route": {
-            "receiver": "webhook",
-            "group_by": ["alertname", "account"],
-            "group_wait": "1s",
-            "group_interval": "1s",
-            "repeat_interval": "1m",
-        },
-        "receivers": [
-            {"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}
-        ],
-    }
+    """The shipped config, its receivers pointed at the webhook and its waits shortened."""
+    config = yaml.safe_load(artifacts.ALERTMANAGER_FILE.read_text(encoding="utf-8"))
+    for receiver in config["receivers"]:
+        url = f"{webhook_url}/{receiver['name']}"
+        receiver["webhook_configs"] = [{"url": url, "send_resolved": True}]
+    route = config["route"]["routes"][0]
+    route.update({"group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"})
+    for child in route["routes"]:
+        child.pop("repeat_interval", None)
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 
 
-def _prometheus_config(path: Path, rules: Path, exporter: str, alertmanager: str) -> Path:
+def _prometheus_config(path: Path, rules: Path, exporters: list[str], alertmanager: str) -> Path:
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
         "rule_files": [str(rules)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
-        "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [exporter]}]}],
+        # The HA pair: two targets of one job, identical series but for `instance`.
+        "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": exporters}]}],
     }
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -299,10 +330,49 @@ async def _open_pending_invoice(
         assert response.status < 300, await response.text()
 
 
-async def test_dashboards_and_open_invoice_alert_end_to_end(
-    tmp_path: Path, processes: Processes
-) -> None:
-    """Every panel query returns data; the open-balance alert fires, then resolves on payment."""
+@dataclass
+class Stack:
+    """What the running stack offers the checks."""
+
+    http: aiohttp.ClientSession
+    api: str
+    instances: list[str]
+    processes: Processes
+    webhook: Webhook
+    alertmanager: str
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        """Run an instant query now; return its result vector."""
+        async with self.http.get(f"{self.api}/query", params={"query": expr}) as response:
+            body = await response.json()
+        assert body["status"] == "success", (expr, body)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    async def panel(self, title: str, ref: str = "A") -> list[dict[str, Any]]:
+        """Run one dashboard target as Grafana would at the end of the range ("now")."""
+        (target,) = [
+            t for _, name, t in artifacts.panel_exprs() if name == title and t["refId"] == ref
+        ]
+        variables = {
+            "datasource": "prometheus",
+            "job": JOB,
+            "instance": "|".join(self.instances),  # the "All" value: both exporters
+            "account": ".+",
+            "topn": "10",
+            "__rate_interval": "5s",
+            "__interval": "1s",
+            "__range": "1h",
+        }
+        return await self.query(artifacts.substitute(target["expr"], variables))
+
+    async def until(self, what: str, probe: Callable[[], Awaitable[T | None]]) -> T:
+        """Poll ``probe`` until it returns a value."""
+        return await _until(what, probe, self.processes)
+
+
+async def test_ha_pair_routes_and_panels_end_to_end(tmp_path: Path, processes: Processes) -> None:
+    """One overdue alert for an HA pair, routed, grouped and inhibiting; panels count once."""
     prometheus = require_tool("prometheus")
     alertmanager = require_tool("prometheus-alertmanager")
     env = {
@@ -310,23 +380,9 @@ async def test_dashboards_and_open_invoice_alert_end_to_end(
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "E2E_SOFTLAYER_BAD_KEY": "not-the-key",
     }
-
-    processes.start(
-        "simulator",
-        [
-            _script("softlayer-api-simulator"),
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--seed",
-            "11",
-            "--accounts",
-            "1",
-            "--items",
-            "30",
-            "--no-pending-invoice",
-        ],
-        env=env,
-    )
+    simulator_argv = [_script("softlayer-api-simulator"), "--web.listen-address", "127.0.0.1:0"]
+    simulator_argv += ["--seed", "11", "--accounts", "1", "--items", "30", "--no-pending-invoice"]
+    processes.start("simulator", simulator_argv, env=env)
 
     async def simulator_ready() -> dict[str, Any] | None:
         return _first_json_line(processes.read("simulator"), key="endpoint")
@@ -338,206 +394,221 @@ async def test_dashboards_and_open_invoice_alert_end_to_end(
 
     webhook = Webhook()
     app = web.Application()
-    app.router.add_post("/alerts", webhook.handle)
+    app.router.add_post("/alerts/{receiver}", webhook.handle)
     runner = web.AppRunner(app)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        webhook_port = runner.addresses[0][1]
-        await _run_stack(
-            tmp_path,
-            processes,
-            env,
-            simulator=simulator,
-            admin_url=admin_url,
-            account_id=int(account["id"]),
-            username=str(account["username"]),
-            webhook=webhook,
-            webhook_url=f"http://127.0.0.1:{webhook_port}/alerts",
-            prometheus=prometheus,
-            alertmanager=alertmanager,
-        )
+        webhook_url = f"http://127.0.0.1:{runner.addresses[0][1]}/alerts"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            async with http.get(f"{admin_url}/accounts/{account['id']}/truth") as response:
+                truth = await response.json()
+            config = _exporter_config(
+                tmp_path / "exporter.yaml",
+                str(simulator["endpoint"]),
+                str(account["username"]),
+                float(truth["balance"]),
+            )
+            stack = await _start_stack(
+                tmp_path,
+                processes,
+                env,
+                http,
+                config,
+                webhook,
+                webhook_url,
+                prometheus,
+                alertmanager,
+            )
+            await _scenario(stack, admin_url, int(account["id"]), float(truth["balance"]))
     finally:
         await runner.cleanup()
 
 
-async def _run_stack(
+async def _start_stack(
     tmp_path: Path,
     processes: Processes,
     env: dict[str, str],
-    *,
-    simulator: dict[str, Any],
-    admin_url: str,
-    account_id: int,
-    username: str,
+    http: aiohttp.ClientSession,
+    config: Path,
     webhook: Webhook,
     webhook_url: str,
     prometheus: str,
     alertmanager: str,
-) -> None:
-    config = _exporter_config(tmp_path / "exporter.yaml", str(simulator["endpoint"]), username)
-    processes.start(
-        "exporter",
-        [
-            _script("softlayer-billing-exporter"),
-            "--config.file",
-            str(config),
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--log.format",
-            "json",
-        ],
-        env=env,
+) -> Stack:
+    """Start the two exporters, Alertmanager and Prometheus; return once rules see data."""
+    exporter_argv = [_script("softlayer-billing-exporter"), "--config.file", str(config)]
+    exporter_argv += ["--web.listen-address", "127.0.0.1:0", "--log.format", "json"]
+    for name in EXPORTERS:
+        processes.start(f"exporter-{name}", exporter_argv, env=env)
+    instances = []
+    for name in EXPORTERS:
+
+        async def listening(name: str = name) -> str | None:
+            return _listening_url(processes.read(f"exporter-{name}"))
+
+        url = await _until(f"exporter {name} to listen", listening, processes)
+        instances.append(url.split("://", 1)[1])
+
+    am_address = f"127.0.0.1:{_free_port()}"
+    am_config = _alertmanager_config(tmp_path / "am.yml", webhook_url)
+    am_argv = [alertmanager, f"--config.file={am_config}", f"--storage.path={tmp_path / 'am'}"]
+    am_argv += [f"--web.listen-address={am_address}", "--cluster.listen-address="]
+    processes.start("alertmanager", am_argv)
+    prom_address = f"127.0.0.1:{_free_port()}"
+    rules = _rules_for_test(tmp_path / "rules.yml")
+    prom_config = _prometheus_config(tmp_path / "prometheus.yml", rules, instances, am_address)
+    prom_argv = [
+        prometheus,
+        f"--config.file={prom_config}",
+        f"--storage.tsdb.path={tmp_path / 'p'}",
+    ]
+    processes.start("prometheus", [*prom_argv, f"--web.listen-address={prom_address}"])
+    api = f"http://{prom_address}/api/v1"
+    stack = Stack(http, api, instances, processes, webhook, f"http://{am_address}/api/v2")
+
+    async def ready(url: str) -> bool | None:
+        async with http.get(url) as response:
+            return True if response.status == 200 else None
+
+    await stack.until("Alertmanager ready", lambda: ready(f"http://{am_address}/-/ready"))
+    await stack.until("Prometheus ready", lambda: ready(f"http://{prom_address}/-/ready"))
+
+    async def both_polled() -> bool | None:
+        # Both exporters have finished a poll of the good account, and the rules ran on it.
+        up = await stack.query(f'softlayer_up{{job="{JOB}", account="{ACCOUNT}"}} == 1')
+        age = await stack.query("account:softlayer_poll_interval_seconds:estimate")
+        return True if len(up) == len(EXPORTERS) and age else None
+
+    await stack.until("both exporters polled and rules evaluated", both_polled)
+    return stack
+
+
+async def _scenario(stack: Stack, admin_url: str, account_id: int, balance: float) -> None:
+    """Open an overdue invoice, check routing, inhibition and panels, then pay it."""
+    before = await stack.query(f'ALERTS{{alertname="{OVERDUE}", account="{ACCOUNT}"}}')
+    assert not before, f"{OVERDUE} is active before any invoice is open: {before}"
+    assert await stack.panel("Pending invoice open balance") == []
+
+    await _open_pending_invoice(stack.http, admin_url, account_id, str(OPENED_INVOICE_AMOUNT))
+
+    async def delivered() -> bool | None:
+        names = stack.webhook.names()
+        wanted = {
+            ("softlayer-finance-page", OVERDUE, ACCOUNT),
+            ("softlayer-operations", "SoftLayerApiAuthFailing", BAD_ACCOUNT),
+        }
+        return True if wanted <= names else None
+
+    await stack.until("the overdue and auth alerts at their receivers", delivered)
+    await _check_grouping_and_inhibition(stack)
+    await _check_panels_count_once(stack, balance)
+
+    await _pay_pending_invoice(stack.http, admin_url, account_id)
+
+    async def resolved() -> bool | None:
+        return (
+            True
+            if ("softlayer-finance-page", OVERDUE, ACCOUNT) in stack.webhook.names("resolved")
+            else None
+        )
+
+    await stack.until(f"{OVERDUE} resolved at the webhook", resolved)
+
+    async def panel_empty() -> bool | None:
+        return True if await stack.panel("Pending invoice open balance") == [] else None
+
+    await stack.until("the open-balance panel to go empty after payment", panel_empty)
+    # Nothing is open on any pending invoice any more: the total is empty, not a stale value.
+    assert await stack.panel("All accounts", "B") == []
+
+
+async def _check_grouping_and_inhibition(stack: Stack) -> None:
+    """One overdue alert for two exporters, grouped by alert and account; duplicates inhibited."""
+    overdue = [
+        (receiver, payload, alert)
+        for receiver, payload, alert in stack.webhook.delivered()
+        if alert["labels"]["alertname"] == OVERDUE
+    ]
+    assert {alert["fingerprint"] for _, _, alert in overdue} == {overdue[0][2]["fingerprint"]}
+    receiver, payload, alert = overdue[0]
+    assert receiver == "softlayer-finance-page"
+    assert payload["groupLabels"] == {"alertname": OVERDUE, "account": ACCOUNT}
+    assert alert["labels"]["severity"] == "critical"
+    assert alert["labels"]["team"] == "finance"
+    assert "instance" not in alert["labels"]
+    assert (
+        f"still has {OPENED_INVOICE_AMOUNT:.2f} USD unpaid" in alert["annotations"]["description"]
+    )
+    assert alert["annotations"]["runbook_url"].endswith("#softlayerinvoiceoverdue")
+
+    # The alerts an inhibit rule makes redundant fire in Prometheus, but never reach anyone:
+    async def both_firing() -> bool | None:
+        firing = await stack.query('ALERTS{alertstate="firing"}')
+        names = {(a["metric"]["alertname"], a["metric"].get("account")) for a in firing}
+        wanted = {
+            ("SoftLayerAccountBalanceHigh", ACCOUNT),
+            ("SoftLayerAccountPollFailing", BAD_ACCOUNT),
+        }
+        return True if wanted <= names else None
+
+    await stack.until("the redundant alerts to fire in Prometheus", both_firing)
+
+    # The Alertmanager holds them as suppressed by the alert that explains them.
+    async def suppressed() -> bool | None:
+        async with stack.http.get(f"{stack.alertmanager}/alerts") as response:
+            alerts = await response.json()
+        inhibited = {
+            (a["labels"]["alertname"], a["labels"].get("account"))
+            for a in alerts
+            if a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"]
+        }
+        wanted = {
+            ("SoftLayerAccountBalanceHigh", ACCOUNT),
+            ("SoftLayerAccountPollFailing", BAD_ACCOUNT),
+        }
+        return True if wanted <= inhibited else None
+
+    await stack.until("the Alertmanager to inhibit them", suppressed)
+    names = {(name, account) for _, name, account in stack.webhook.names()}
+    assert ("SoftLayerAccountBalanceHigh", ACCOUNT) not in names
+    assert ("SoftLayerAccountPollFailing", BAD_ACCOUNT) not in names
+    auth = [
+        a
+        for _, _, a in stack.webhook.delivered()
+        if a["labels"]["alertname"] == "SoftLayerApiAuthFailing"
+    ]
+    assert {a["fingerprint"] for a in auth} == {auth[0]["fingerprint"]}, (
+        "one auth alert per account"
     )
 
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
 
-        async def exporter_url() -> str | None:
-            return _listening_url(processes.read("exporter"))
-
-        exporter = await _until("the exporter to listen", exporter_url, processes)
-        instance = exporter.split("://", 1)[1]
-
-        async def polled() -> bool | None:
-            async with http.get(f"{exporter}/metrics") as response:
-                text = await response.text()
-            return True if f'softlayer_up{{account="{ACCOUNT}"}} 1.0' in text else None
-
-        await _until("the exporter's first successful poll", polled, processes)
-
-        am_address = f"127.0.0.1:{_free_port()}"
-        processes.start(
-            "alertmanager",
-            [
-                alertmanager,
-                f"--config.file={_alertmanager_config(tmp_path / 'am.yml', webhook_url)}",
-                f"--storage.path={tmp_path / 'am-data'}",
-                f"--web.listen-address={am_address}",
-                "--cluster.listen-address=",
-            ],
-        )
-        prom_address = f"127.0.0.1:{_free_port()}"
-        rules = _rules_for_test(tmp_path / "rules.yml")
-        prom_config = _prometheus_config(tmp_path / "prometheus.yml", rules, instance, am_address)
-        processes.start(
-            "prometheus",
-            [
-                prometheus,
-                f"--config.file={prom_config}",
-                f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-                f"--web.listen-address={prom_address}",
-            ],
-        )
-        started = time.time()
-        api = f"http://{prom_address}/api/v1"
-
-        async def ready(url: str) -> bool | None:
-            async with http.get(url) as response:
-                return True if response.status == 200 else None
-
-        await _until("Alertmanager ready", lambda: ready(f"http://{am_address}/-/ready"), processes)
-        await _until("Prometheus ready", lambda: ready(f"http://{prom_address}/-/ready"), processes)
-
-        async def query(expr: str) -> list[dict[str, Any]]:
-            async with http.get(f"{api}/query", params={"query": expr}) as response:
-                body = await response.json()
-            assert body["status"] == "success", (expr, body)
-            result: list[dict[str, Any]] = body["data"]["result"]
-            return result
-
-        async def scraped() -> bool | None:
-            up = await query(f'up{{job="{JOB}"}} == 1')
-            return True if up else None
-
-        await _until("the first scrape of the exporter", scraped, processes)
-
-        async def evaluated() -> bool | None:
-            # A recording rule over scraped data exists only once the rules ran on that data.
-            recorded = await query(f'account:softlayer_next_invoice_vs_budget:ratio{{job="{JOB}"}}')
-            return True if recorded else None
-
-        await _until("the rules to evaluate scraped data", evaluated, processes)
-        before = await query(f'ALERTS{{alertname="{ALERT}", account="{ACCOUNT}"}}')
-        assert not before, f"{ALERT} is active before the invoice crossed the threshold: {before}"
-        assert not webhook.alerts("firing")
-
-        # Drive the simulator: an open invoice far above the threshold.
-        await _open_pending_invoice(http, admin_url, account_id, OPENED_INVOICE_AMOUNT)
-
-        async def fired() -> list[dict[str, Any]] | None:
-            return webhook.alerts("firing") or None
-
-        firing = (await _until(f"{ALERT} at the webhook", fired, processes))[0]
-        assert firing["labels"]["severity"] == "critical"
-        assert firing["labels"]["job"] == JOB
-        assert firing["labels"]["invoice"] == "pending"
-        assert firing["annotations"]["runbook_url"].endswith("#softlayeropeninvoicebalancehigh")
-        assert float(OPENED_INVOICE_AMOUNT) > OPEN_BALANCE_THRESHOLD
-        assert (
-            f"account {ACCOUNT} still has {float(OPENED_INVOICE_AMOUNT):.2f} USD unpaid"
-            in firing["annotations"]["description"]
-        )
-
-        # Every panel, with the pending invoice open: each query must return data.
-        await _check_every_panel(http, api, instance, started, processes)
-
-        await _pay_pending_invoice(http, admin_url, account_id)
-
-        async def resolved() -> list[dict[str, Any]] | None:
-            return webhook.alerts("resolved") or None
-
-        done = (await _until(f"{ALERT} resolved at the webhook", resolved, processes))[0]
-        assert done["labels"]["account"] == ACCOUNT
-        assert done["endsAt"] >= firing["startsAt"]
-
-
-async def _check_every_panel(
-    http: aiohttp.ClientSession, api: str, instance: str, started: float, processes: Processes
-) -> None:
-    """Run every target of every dashboard until all return data, or fail listing the empty."""
-    targets = list(artifacts.panel_exprs())
-    assert len(targets) >= 40
-
-    async def all_have_data() -> bool | None:
-        now = time.time()
-        variables = {
-            "datasource": "prometheus",
-            "job": JOB,
-            "instance": instance,  # dots match themselves; PromQL strings reject "\."
-            "account": ".+",  # the "All" value of the account variable
-            "topn": "10",
-            # Grafana: $__rate_interval = max(4 x scrape interval, $__interval + scrape).
-            "__rate_interval": "5s",
-            "__interval": "1s",
-            "__range": f"{max(5, int(now - started))}s",
-        }
-        empty.clear()
-        for dashboard, title, target in targets:
-            expr = artifacts.substitute(target["expr"], variables)
-            if target.get("instant"):
-                params = {"query": expr, "time": f"{now:.3f}"}
-                url = f"{api}/query"
-            else:
-                params = {
-                    "query": expr,
-                    "start": f"{started:.3f}",
-                    "end": f"{now:.3f}",
-                    "step": "1",
-                }
-                url = f"{api}/query_range"
-            async with http.get(url, params=params) as response:
-                body = await response.json()
-            if body.get("status") != "success":
-                pytest.fail(f"{dashboard} / {title}: query failed: {expr}: {body}")
-            if not body["data"]["result"]:
-                empty.append(f"{dashboard} / {title}: {expr}")
-        return True if not empty else None
-
-    empty: list[str] = []
-    try:
-        await _until("every panel query to return data", all_have_data, processes)
-    except pytest.fail.Exception as exc:
-        if not empty:
-            raise
-        pytest.fail(f"{exc}\npanel queries without data:\n" + "\n".join(empty))
+async def _check_panels_count_once(stack: Stack, balance: float) -> None:
+    """Panels show the simulator's numbers once under the HA pair, not once per exporter."""
+    (open_balance,) = await stack.panel("Pending invoice open balance")
+    assert open_balance["metric"] == {"account": ACCOUNT}
+    assert float(open_balance["value"][1]) == OPENED_INVOICE_AMOUNT
+    accounts = {
+        r["metric"]["account"]: float(r["value"][1]) for r in await stack.panel("Account balance")
+    }
+    (owed,) = await stack.panel("All accounts", "A")
+    assert float(owed["value"][1]) == sum(accounts.values())
+    # Each exporter reports the balance; the panel shows it once, not the two added up.
+    per_exporter = await stack.query(
+        f'softlayer_account_balance_usd{{job="{JOB}", account="{ACCOUNT}"}}'
+    )
+    assert len(per_exporter) == len(EXPORTERS)
+    assert {float(r["value"][1]) for r in per_exporter} == {accounts[ACCOUNT]}
+    assert accounts[ACCOUNT] > balance, "the open invoice is owed"
+    categories = await stack.panel("Top categories on the next invoice")
+    keys = [(r["metric"]["account"], r["metric"]["category"]) for r in categories]
+    assert keys, "no categories on the next invoice"
+    assert len(keys) == len(set(keys)), "a category listed once per exporter"
+    # One exporter's own total is what the dashboard's total must be.
+    raw = await stack.query(
+        f'sum by (instance) (softlayer_next_invoice_projected_pre_tax_usd{{job="{JOB}"}})'
+    )
+    assert len(raw) == len(EXPORTERS)
+    (projected,) = await stack.panel("All accounts", "C")
+    assert float(projected["value"][1]) == float(raw[0]["value"][1])
