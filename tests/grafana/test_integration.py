@@ -1,6 +1,6 @@
 """End to end: simulator -> exporter -> real Prometheus (our rules) -> real Alertmanager -> webhook.
 
-Issue 4's proof that the dashboards and alerts work on stock Prometheus:
+The proof that the dashboards and alerts work on stock Prometheus:
 
 1. ``softlayer-api-simulator`` serves a generated SoftLayer account over loopback, with an
    invoice history but no open invoice;

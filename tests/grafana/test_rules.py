@@ -23,7 +23,7 @@ THRESHOLD_ALERTS = {
     "SoftLayerForecastSurge": "softlayer_alert_threshold_ratio",
     "SoftLayerCategoryCostSurge": "softlayer_alert_threshold_ratio",
 }
-#: Every alert issue 4 asks for, by the name it has here.
+#: Every alert the project promises, by the name it has here.
 REQUIRED_ALERTS = {
     *THRESHOLD_ALERTS,
     "SoftLayerInvoicePaymentFailed",
@@ -74,7 +74,7 @@ def test_promtool_rejects_a_broken_rule(tmp_path: Any) -> None:
 
 
 def test_every_required_alert_is_defined_once() -> None:
-    """Issue 4's alert list is covered, each alert defined exactly once."""
+    """The promised alert list is covered, each alert defined exactly once."""
     assert sorted(ALERT_NAMES) == sorted(set(ALERT_NAMES))
     assert set(ALERT_NAMES) == REQUIRED_ALERTS
 
