@@ -6,10 +6,14 @@ what to check. :func:`describe` turns a transport exception into a short, secret
 message (host, port and the operating system's reason) and a hint naming what to look at:
 the endpoint, DNS, the firewall, the proxy variables, the CA bundle.
 
-The exporter's HTTP session trusts the environment (``HTTPS_PROXY``, ``HTTP_PROXY``,
-``NO_PROXY``, read per request by aiohttp with the standard library's rules, as curl and
-the official softlayer-python client read ``https_proxy``); :func:`proxy_environment`
-reports what it will use, without credentials, for the start-up log line.
+:func:`proxy_for` resolves the proxy of a URL from the environment once per client, with the
+standard library's rules (``HTTPS_PROXY`` for https URLs, ``HTTP_PROXY`` for http ones,
+lower case winning, ``NO_PROXY`` by host suffix, as curl and the official softlayer-python
+client read them). Loopback is proxied like any host unless ``NO_PROXY`` lists it. It is not
+aiohttp's ``trust_env``: that also looks every request up in ``~/.netrc`` (whose credentials
+would clash with our ``Authorization`` header) and moves each lookup to a worker thread,
+which delays requests after the rate limiter has spaced them. :func:`proxy_environment`
+reports the variables, without credentials, for the start-up log line.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import os
 import socket
 import ssl
 import urllib.request
+from base64 import b64encode
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 from yarl import URL
 
-__all__ = ["TransportProblem", "describe", "proxy_environment"]
+__all__ = ["TransportProblem", "describe", "proxy_environment", "proxy_for"]
 
 _PROXY_HINT: Final = (
     "the proxy comes from HTTPS_PROXY (https endpoints) or HTTP_PROXY (http endpoints): "
@@ -131,4 +136,30 @@ def proxy_environment() -> dict[str, str]:
                 # aiohttp speaks plain HTTP to a proxy (then CONNECT); it skips https:// ones.
                 shown += " (ignored: only http:// proxy URLs are used)"
         found[f"{scheme}_proxy"] = shown
+    return found
+
+
+def proxy_for(url: str) -> dict[str, Any]:
+    """Return aiohttp request arguments (``proxy``, ``proxy_headers``) for ``url``; ``{}``: direct.
+
+    Only ``http://`` proxy URLs are used (aiohttp speaks plain HTTP to the proxy, then
+    ``CONNECT`` for https targets); a bare ``host:port`` means ``http://host:port``.
+    """
+    target = URL(url)
+    proxies = urllib.request.getproxies_environment()
+    value = proxies.get(target.scheme)
+    if not value or not target.host:
+        return {}
+    # The environment's rules on every platform (urllib.request.proxy_bypass would consult
+    # the system settings on macOS and Windows); typeshed does not declare this function.
+    if urllib.request.proxy_bypass_environment(target.host, proxies):  # type: ignore[attr-defined]
+        return {}
+    proxy = URL(value if "://" in value else f"http://{value}")
+    if proxy.scheme != "http" or not proxy.host:
+        return {}
+    found: dict[str, Any] = {"proxy": proxy.with_user(None)}
+    if proxy.user is not None:
+        # Sent to the proxy only (on CONNECT, or on the request it forwards).
+        pair = f"{proxy.user}:{proxy.password or ''}".encode()
+        found["proxy_headers"] = {"Proxy-Authorization": f"Basic {b64encode(pair).decode()}"}
     return found

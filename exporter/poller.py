@@ -264,8 +264,7 @@ class Poller:
 
     def _ensure_started(self) -> list[_AccountPoller]:
         if self._session is None:
-            # trust_env: HTTPS_PROXY, HTTP_PROXY, NO_PROXY apply (as in curl and softlayer-python).
-            self._session = aiohttp.ClientSession(raise_for_status=False, trust_env=True)
+            self._session = aiohttp.ClientSession(raise_for_status=False)
             if hasattr(self._session, "_retry_connection"):
                 # aiohttp silently resends an idempotent request once when a reused
                 # connection drops. That resend would bypass the rate limiter and the request

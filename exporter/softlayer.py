@@ -36,7 +36,7 @@ from exporter import __version__
 from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, AuthMethod, Config
 from exporter.fieldlog import ClientLog, auth_hint
-from exporter.netdiag import describe
+from exporter.netdiag import describe, proxy_for
 from exporter.ratelimit import RateLimiter
 
 __all__ = [
@@ -201,6 +201,9 @@ class SoftLayerClient:
         #: SoftLayer API requests (HTTP attempts, IAM excluded) made so far.
         self.api_requests = 0
         self._field_log = ClientLog(account)
+        # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, resolved once (the environment does not change).
+        self._api_proxy = proxy_for(self._endpoint)
+        self._iam_proxy = proxy_for(account.auth.iam_token_url)
 
     # -- public API -----------------------------------------------------------------
 
@@ -408,7 +411,7 @@ class SoftLayerClient:
             code = "none"
             try:
                 async with self._session.get(
-                    url, params=params, headers=headers, timeout=self._timeout
+                    url, params=params, headers=headers, timeout=self._timeout, **self._api_proxy
                 ) as response:
                     code = str(response.status)
                     raw = await response.read()
@@ -520,7 +523,11 @@ class SoftLayerClient:
         code = "none"
         try:
             async with self._session.post(
-                self.account.auth.iam_token_url, data=form, headers=headers, timeout=self._timeout
+                self.account.auth.iam_token_url,
+                data=form,
+                headers=headers,
+                timeout=self._timeout,
+                **self._iam_proxy,
             ) as response:
                 code = str(response.status)
                 raw = await response.read()

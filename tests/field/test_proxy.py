@@ -3,15 +3,20 @@
 A real forward proxy (Debian's tinyproxy) carries the exporter's requests to the simulator.
 The simulator sits behind a relay that admits only the proxy's outgoing address, so a
 request that bypassed the proxy is refused; the proxy's own log and the simulator's request
-count must agree with the exporter's. aiohttp's ``trust_env`` proxies loopback addresses
-here (no implicit bypass), which these tests would reveal if a version stopped doing so:
-the poll would fail at the relay.
+count must agree with the exporter's. Loopback is proxied like any other host unless
+NO_PROXY lists it (the exporter resolves the proxy with the standard library's environment
+rules, not aiohttp's ``trust_env``); if that ever stopped, the poll would fail at the relay.
 """
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
+import pytest
+from yarl import URL
+
+from exporter.netdiag import proxy_for
 from exporter.simulator import Scenario, SimulatorServer
 from tests.field.conftest import (
     PROXY_SOURCE,
@@ -155,3 +160,100 @@ async def test_proxy_that_is_down(tmp_path: Path, scenario: Scenario) -> None:
     )
     assert "HTTPS_PROXY" in warning["hint"]
     assert "ssl:default" not in run.stderr
+
+
+async def test_netrc_is_not_consulted(
+    tmp_path: Path, sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """A ~/.netrc entry for the API host changes nothing (aiohttp's trust_env would clash)."""
+    account = scenario.accounts[0]
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password elsewhere\n", encoding="utf-8")
+    netrc.chmod(0o600)
+    async with Relay(sim.port, admit=PROXY_SOURCE) as relay:
+        config = write_config(
+            tmp_path / "config.yaml",
+            endpoint=f"{relay.url}/rest/v3.1/",
+            auth={"method": "classic", "username": account.username},
+        )
+        with tinyproxy(tmp_path) as proxy:
+            run = await run_once(config, account.api_key, HTTP_PROXY=proxy.url, NETRC=str(netrc))
+    assert run.returncode == 0, run.stderr
+    assert "elsewhere" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "url", "expected"),
+    [
+        ({"HTTPS_PROXY": "http://p:3128"}, "https://api.softlayer.com/rest/v3.1/", "http://p:3128"),
+        ({"HTTPS_PROXY": "http://p:3128"}, "http://127.0.0.1:9/rest/v3.1/", None),
+        ({"HTTP_PROXY": "p:8080"}, "http://127.0.0.1:9/", "http://p:8080"),
+        (
+            {"https_proxy": "http://low:1", "HTTPS_PROXY": "http://UP:2"},
+            "https://a.b/",
+            "http://low:1",
+        ),
+        (
+            {"HTTPS_PROXY": "http://p:1", "NO_PROXY": ".softlayer.com"},
+            "https://api.softlayer.com/",
+            None,
+        ),
+        (
+            {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "softlayer.com"},
+            "https://api.softlayer.com/",
+            None,
+        ),
+        (
+            {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "other.com"},
+            "https://api.softlayer.com/",
+            "http://p:1",
+        ),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "*"}, "https://api.softlayer.com/", None),
+        ({"HTTPS_PROXY": "https://p:1"}, "https://api.softlayer.com/", None),
+    ],
+)
+def test_proxy_resolution_follows_the_environment_rules(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str, expected: str | None
+) -> None:
+    """Scheme picks the variable, lower case wins, NO_PROXY matches host suffixes and '*'."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    found = proxy_for(url)
+    assert (str(found["proxy"]) if found else None) == expected
+
+
+def test_proxy_credentials_become_proxy_authorization(monkeypatch: pytest.MonkeyPatch) -> None:
+    """user:password in the proxy URL is sent as Proxy-Authorization, not left in the URL."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://alice:s%40cret@p:3128")
+    found = proxy_for("https://api.softlayer.com/rest/v3.1/")
+    assert found["proxy"] == URL("http://p:3128")
+    expected = "Basic " + base64.b64encode(b"alice:s@cret").decode()
+    assert found["proxy_headers"] == {"Proxy-Authorization": expected}
+
+
+async def test_proxy_that_wants_credentials(
+    tmp_path: Path, sim: SimulatorServer, scenario: Scenario, certs: Certs
+) -> None:
+    """A proxy with basic auth: credentials in HTTPS_PROXY pass; without them, 407 and a hint."""
+    account = scenario.accounts[0]
+    async with Relay(sim.port, admit=PROXY_SOURCE, tls=certs.server_context()) as relay:
+        config = write_config(
+            tmp_path / "config.yaml",
+            endpoint=f"{relay.url}/rest/v3.1/",
+            auth={"method": "classic", "username": account.username},
+        )
+        with tinyproxy(tmp_path, "BasicAuth alice pr0xy-pa55") as proxy:
+            with_credentials = proxy.url.replace("http://", "http://alice:pr0xy-pa55@")
+            ok = await run_once(
+                config, account.api_key, HTTPS_PROXY=with_credentials, SSL_CERT_FILE=str(certs.ca)
+            )
+            refused = await run_once(
+                config, account.api_key, HTTPS_PROXY=proxy.url, SSL_CERT_FILE=str(certs.ca)
+            )
+    assert ok.returncode == 0, ok.stderr
+    assert "pr0xy-pa55" not in ok.stderr + ok.exposition
+    assert refused.returncode == 1
+    (warning,) = refused.named("api_failing")
+    assert "the proxy refused the tunnel: HTTP 407" in warning["error"]
+    assert "credentials" in warning["hint"]
+    assert refused.sample("softlayer_api_errors_total", account="prod", reason="network")
