@@ -17,7 +17,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
 
 # Build the wheel with the project's own PEP 517 backend (pinned in pyproject.toml), then
@@ -56,11 +56,12 @@ WORKDIR /
 
 EXPOSE 29610
 
-# Docker only (Kubernetes uses the chart's probes). /healthz is cheap and needs no credentials;
-# the slim image has no curl, so Python's urllib does the request. With TLS in
-# --web.config.file, override it (docker run --health-cmd) or disable it (--no-healthcheck).
+# Docker only (Kubernetes uses the chart's probes). /healthz is cheap and needs no credentials.
+# exporter.healthcheck reads the exporter's own flags from /proc/1/cmdline, so the check
+# follows --web.listen-address (and https with TLS in --web.config.file); the slim image has
+# no curl, and Python's urllib does the request.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:29610/healthz', timeout=4).status == 200 else 1)"]
+    CMD ["python", "-m", "exporter.healthcheck"]
 
 ENTRYPOINT ["softlayer-billing-exporter"]
 CMD ["--config.file=/etc/softlayer-billing-exporter/config.yaml", "--log.format=json"]

@@ -1,4 +1,4 @@
-"""Side-by-side benchmarks of the exporter against the simulator (issue 7).
+"""Side-by-side benchmarks of the exporter against the simulator.
 
 Run ``python -m benchmarks --help``. Every contender runs in its own fresh process and the
 simulator in another one, so each process's peak RSS and CPU time belong to one contender.

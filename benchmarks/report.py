@@ -6,7 +6,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["LinearFit", "Target", "fmt_bytes", "linear_fit", "markdown_table", "request_floor"]
+__all__ = [
+    "LinearFit",
+    "Target",
+    "cpu_ratio",
+    "fmt_bytes",
+    "linear_fit",
+    "markdown_table",
+    "request_floor",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,23 @@ def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> LinearFit:
     return LinearFit(slope, intercept, r_squared, worst)
 
 
+def cpu_ratio(numerator: float, denominator: float, resolution: float) -> str:
+    """Format ``numerator / denominator`` as ``N.NNx``, honest about the CPU clock's resolution.
+
+    CPU time is counted in clock ticks (10 ms on Linux), so a figure below ``resolution`` (one
+    tick, in the same unit as the figures) is "somewhere under it", not a measurement; dividing
+    by it printed ratios like 84000000000.0x. A denominator under the resolution gives a
+    lower bound (``>= N.NNx``); both under it give ``n/a``.
+    """
+    if resolution <= 0:
+        raise ValueError("resolution must be positive")
+    if denominator >= resolution:
+        return f"{numerator / denominator:.2f}x"
+    if numerator < resolution:
+        return f"n/a (both under the clock resolution {resolution:.3g})"
+    return f">= {numerator / resolution:.2f}x (divisor under the clock resolution {resolution:.3g})"
+
+
 def request_floor(items: int, window_invoices: int, page_size: int) -> int:
     """The fewest requests one refresh can make at this page size.
 
@@ -50,7 +75,7 @@ def request_floor(items: int, window_invoices: int, page_size: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One goal of issue 7 with its measured value and verdict."""
+    """One performance goal with its measured value and verdict."""
 
     name: str
     goal: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class ScrapeResult:
     max_ms: float
     throughput_per_second: float
     cpu_ms_per_scrape: float
+    cpu_resolution_ms: float  # one CPU clock tick spread over the scrapes: the smallest step
     body_bytes: int
     series: int
 
@@ -139,6 +141,7 @@ def run_scrape_benchmark(
                         max_ms=latencies[-1] * 1000,
                         throughput_per_second=count / elapsed,
                         cpu_ms_per_scrape=cpu / served * 1000,
+                        cpu_resolution_ms=1000 / os.sysconf("SC_CLK_TCK") / served,
                         body_bytes=len(body),
                         series=_series(body),
                     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import platform
 import signal
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.demo import DEMO_POLL_INTERVAL_ENV, demo_poll_interval
 from exporter.logs import LOG_FORMATS, LOG_LEVELS, configure_logging, register_secret
 from exporter.metrics import build_registry
+from exporter.netdiag import proxy_environment
 from exporter.server import DEFAULT_PORT, create_app, parse_listen_address, start_server
 from exporter.snapshot import ExporterState
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config
@@ -228,7 +230,16 @@ async def serve(
         except OSError as exc:
             _log.error("listen_failed", address=f"{host or ''}:{port}", error=str(exc))
             return EXIT_FAILED
-        _log.info("listening", urls=urls, accounts=[a.name for a in config.accounts])
+        _log.info(
+            "listening",
+            version=__version__,
+            python=platform.python_version(),
+            listen_address=f"{host or ''}:{port}",
+            urls=urls,
+            accounts=[a.name for a in config.accounts],
+            poll_interval_seconds=config.poll_interval_seconds,
+            **proxy_environment(),
+        )
         if banner is not None:
             print_banner(banner, urls)
         await stop.wait()

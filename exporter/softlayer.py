@@ -35,6 +35,8 @@ import aiohttp
 from exporter import __version__
 from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, AuthMethod, Config
+from exporter.fieldlog import ClientLog, auth_hint
+from exporter.netdiag import describe, proxy_for
 from exporter.ratelimit import RateLimiter
 
 __all__ = [
@@ -93,12 +95,14 @@ class SoftLayerError(Exception):
         method: str,
         status: int | None = None,
         code: str | None = None,
+        hint: str | None = None,
     ) -> None:
         super().__init__(f"{method}: {message}")
         self.reason = reason
         self.method = method
         self.status = status
         self.code = code
+        self.hint = hint  # what an operator should check, for the field log
 
     @property
     def retryable(self) -> bool:
@@ -196,6 +200,10 @@ class SoftLayerClient:
         )  # scrubbed from every message we build
         #: SoftLayer API requests (HTTP attempts, IAM excluded) made so far.
         self.api_requests = 0
+        self._field_log = ClientLog(account)
+        # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, resolved once (the environment does not change).
+        self._api_proxy = proxy_for(self._endpoint)
+        self._iam_proxy = proxy_for(account.auth.iam_token_url)
 
     # -- public API -----------------------------------------------------------------
 
@@ -339,9 +347,13 @@ class SoftLayerClient:
         attempts = max(1, self._config.retry.attempts)
         failures = 0
         token_renewed = False
+        tries = 0
         while True:
+            tries += 1
             try:
-                return await self._attempt(url, params, query)
+                page = await self._attempt(url, params, query, attempt=tries)
+                self._field_log.succeeded()
+                return page
             except SoftLayerError as err:
                 self._stats.record_error(self.account.name, err.reason)
                 if (
@@ -357,8 +369,18 @@ class SoftLayerClient:
                     raise  # the pager answers this with smaller pages, not the same one again
                 failures += 1
                 if not err.retryable or failures >= attempts:
+                    self._report(err)
                     raise
-                await asyncio.sleep(self._backoff(failures))
+                delay = self._backoff(failures)
+                self._field_log.retry(query.key, err.reason, str(err), tries, delay)
+                await asyncio.sleep(delay)
+
+    def _report(self, err: SoftLayerError) -> None:
+        """Tell the operator, once per failure streak, what failed for good and what to check."""
+        hint = err.hint
+        if hint is None and err.reason is ErrorReason.AUTH:
+            hint = auth_hint(self.account.auth, iam_exchange=err.method == IAM_METHOD)
+        self._field_log.failed(err.reason, str(err), hint)
 
     def _backoff(self, failures: int) -> float:
         """Full jitter: uniform in [0, min(max, initial * 2^(failures-1))]."""
@@ -368,7 +390,9 @@ class SoftLayerClient:
         )
         return self._rng.uniform(0.0, max(0.0, ceiling))
 
-    async def _attempt(self, url: str, params: dict[str, str], query: _Query) -> Page:
+    async def _attempt(
+        self, url: str, params: dict[str, str], query: _Query, *, attempt: int = 1
+    ) -> Page:
         label = query.key
         headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
         credentials = self.account.auth
@@ -387,7 +411,7 @@ class SoftLayerClient:
             code = "none"
             try:
                 async with self._session.get(
-                    url, params=params, headers=headers, timeout=self._timeout
+                    url, params=params, headers=headers, timeout=self._timeout, **self._api_proxy
                 ) as response:
                     code = str(response.status)
                     raw = await response.read()
@@ -400,12 +424,17 @@ class SoftLayerClient:
                     method=label,
                 ) from None
             except aiohttp.ClientError as exc:
-                raise SoftLayerError(
-                    ErrorReason.NETWORK, self._network_message(exc), method=label
-                ) from None
+                raise self._network_error(exc, label) from None
             finally:
-                self._stats.record_request(
-                    self.account.name, query.method, code, time.monotonic() - started
+                elapsed = time.monotonic() - started
+                self._stats.record_request(self.account.name, query.method, code, elapsed)
+                self._field_log.request(
+                    query.service,
+                    query.method,
+                    params.get("resultLimit"),
+                    status=int(code) if code.isdigit() else None,
+                    seconds=elapsed,
+                    attempt=attempt,
                 )
         body = self._interpret(status, raw, label)
         total: int | None = None
@@ -427,10 +456,12 @@ class SoftLayerClient:
                 text = text.replace(secret, "***")
         return text[:_MAX_MESSAGE_CHARS]
 
-    def _network_message(self, exc: aiohttp.ClientError) -> str:
+    def _network_error(self, exc: aiohttp.ClientError, label: str) -> SoftLayerError:
         # aiohttp messages carry host and port at most, never headers; scrub anyway.
-        detail = self._scrub(str(exc))
-        return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        problem = describe(exc)
+        return SoftLayerError(
+            ErrorReason.NETWORK, self._scrub(problem.message), method=label, hint=problem.hint
+        )
 
     def _interpret(self, status: int, raw: bytes, label: str) -> Any:
         """Return the decoded body of a successful response, else raise the matching error."""
@@ -492,7 +523,11 @@ class SoftLayerClient:
         code = "none"
         try:
             async with self._session.post(
-                self.account.auth.iam_token_url, data=form, headers=headers, timeout=self._timeout
+                self.account.auth.iam_token_url,
+                data=form,
+                headers=headers,
+                timeout=self._timeout,
+                **self._iam_proxy,
             ) as response:
                 code = str(response.status)
                 raw = await response.read()
@@ -503,11 +538,11 @@ class SoftLayerClient:
             )
             raise error from None
         except aiohttp.ClientError as exc:
-            raise SoftLayerError(
-                ErrorReason.NETWORK, self._network_message(exc), method=label
-            ) from None
+            raise self._network_error(exc, label) from None
         finally:
-            self._stats.record_request(self.account.name, label, code, time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            self._stats.record_request(self.account.name, label, code, elapsed)
+            self._field_log.token_exchange(int(code) if code.isdigit() else None, elapsed)
         try:
             body = _decode_json(raw) if raw.strip() else None
         except (ValueError, RecursionError):

@@ -56,7 +56,7 @@ def test_quick_run_prints_every_table(quick_run: tuple[str, dict]) -> None:
         "## Refresh: ours vs official client",
         "## Scaling (ours, 20 ms latency)",
         "## Scrape: 5 accounts x 200 categories",
-        "## Targets (issue 7)",
+        "## Targets",
     ):
         assert heading in stdout
     lines = stdout.splitlines()
@@ -74,7 +74,7 @@ def test_quick_run_prints_every_table(quick_run: tuple[str, dict]) -> None:
 
 
 def test_quick_run_gives_every_target_a_verdict(quick_run: tuple[str, dict]) -> None:
-    """Each of issue 7's targets appears with PASS or MISS, never n/a, in the quick run."""
+    """Each performance target appears with PASS or MISS, never n/a, in the quick run."""
     stdout, _ = quick_run
     for prefix in TARGET_ROWS:
         row = next((line for line in stdout.splitlines() if line.startswith(prefix)), None)

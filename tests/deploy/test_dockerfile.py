@@ -98,16 +98,14 @@ def test_entrypoint_is_the_console_script() -> None:
     assert all(flag.startswith("--") for flag in exec_form(cmd))
 
 
-def test_healthcheck_uses_urllib_on_healthz() -> None:
-    """HEALTHCHECK is exec form, calls /healthz on the exposed port with urllib, not curl."""
+def test_healthcheck_follows_the_configured_port() -> None:
+    """HEALTHCHECK is exec form, runs exporter.healthcheck (no port baked in), not curl."""
     _, runtime = stages()
     (health,) = runtime.args("HEALTHCHECK")
     options, _, command = health.partition("CMD ")
     assert "--timeout=" in options
-    argv = exec_form(command)
-    assert argv[:2] == ["python", "-c"]
-    assert "urllib.request" in argv[2]
-    assert f"http://127.0.0.1:{PORT}/healthz" in argv[2]
+    assert exec_form(command) == ["python", "-m", "exporter.healthcheck"]
+    assert PORT not in health
     assert "curl" not in health
     assert runtime.args("EXPOSE") == [PORT]
 

@@ -16,6 +16,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -121,6 +122,12 @@ def _lines(stream: object, into: queue.Queue[str]) -> None:
         into.put(line)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -147,7 +154,7 @@ def test_installed_console_script_serves_demo_metrics_unprivileged(
         str(venv / "bin" / exec_form(entrypoint)[0]),
         "--demo",
         "--web.listen-address",
-        "127.0.0.1:0",
+        f"127.0.0.1:{_free_port()}",  # a fixed port, as in the image: the health check reads it
         "--log.format",
         "json",
     ]
@@ -194,13 +201,13 @@ def test_installed_console_script_serves_demo_metrics_unprivileged(
         assert "softlayer_exporter_build_info{" in body
         assert re.search(r'^softlayer_pending_invoice_present\{account="demo"\} 1', body, re.M)
 
-        # The image's HEALTHCHECK command, pointed at this port, as the same user.
+        # The image's HEALTHCHECK command as the same user. It finds the port in the
+        # exporter's own flags; in the image the exporter is PID 1, here --pid names it
+        # (this machine may run other exporters).
         (health,) = runtime.args("HEALTHCHECK")
         check = exec_form(health.partition("CMD ")[2])
-        port = base.rsplit(":", 1)[1]
-        script = check[2].replace("127.0.0.1:29610", f"127.0.0.1:{port}")
         probe = subprocess.run(
-            [*_user_prefix(), str(venv / "bin" / "python"), "-c", script],
+            [*_user_prefix(), str(venv / "bin" / check[0]), *check[1:], "--pid", str(process.pid)],
             cwd=readonly,
             env=env,
             capture_output=True,
