@@ -93,6 +93,9 @@ class Thresholds:
     account_balance_usd: Decimal | None = None
     monthly_budget_usd: Decimal | None = None
     pending_invoice_max_age_seconds: float | None = 35 * 86400.0
+    # How long an invoice may stay open before an unpaid balance over the threshold is
+    # money at risk (exported as softlayer_alert_threshold_seconds{kind="open_invoice_grace"}).
+    open_invoice_grace_seconds: float | None = 30 * 86400.0
     forecast_surge_ratio: float | None = 1.25
     category_surge_ratio: float | None = 1.5
 
@@ -194,7 +197,7 @@ _THRESHOLD_USD_KEYS: Final = (
 )
 _THRESHOLD_RATIO_KEYS: Final = ("forecast_surge_ratio", "category_surge_ratio")
 _THRESHOLD_KEYS: Final = frozenset(
-    {*_THRESHOLD_USD_KEYS, *_THRESHOLD_RATIO_KEYS, "pending_invoice_max_age"}
+    {*_THRESHOLD_USD_KEYS, *_THRESHOLD_RATIO_KEYS, "pending_invoice_max_age", "open_invoice_grace"}
 )
 #: SoftLayer answers HTTP 500 RateLimitExceeded above 50 requests/second.
 SOFTLAYER_RATE_LIMIT: Final = 50.0
@@ -659,11 +662,21 @@ def _thresholds(checker: _Checker, value: object, path: str) -> Thresholds:
             default=defaults.pending_invoice_max_age_seconds or 0.0,
             minimum=1.0,
         )
+    grace: float | None = None
+    if raw.get("open_invoice_grace", "") is not None:
+        grace = checker.duration(
+            raw,
+            "open_invoice_grace",
+            path,
+            default=defaults.open_invoice_grace_seconds or 0.0,
+            minimum=1.0,
+        )
     return Thresholds(
         open_invoice_balance_usd=usd["open_invoice_balance_usd"],
         account_balance_usd=usd["account_balance_usd"],
         monthly_budget_usd=usd["monthly_budget_usd"],
         pending_invoice_max_age_seconds=max_age,
+        open_invoice_grace_seconds=grace,
         forecast_surge_ratio=ratios["forecast_surge_ratio"],
         category_surge_ratio=ratios["category_surge_ratio"],
     )

@@ -51,16 +51,23 @@ class ErrorReason(StrEnum):
     """Why a request failed; the ``reason`` label of ``softlayer_api_errors_total``."""
 
     AUTH = "auth"
+    PERMISSION = "permission"  # authenticated, but the user may not see this
     RATE_LIMITED = "rate_limited"
     TIMEOUT = "timeout"
     SERVER = "server"
     CLIENT = "client"
     DECODE = "decode"
     NETWORK = "network"
+    MASK = "mask"  # the objectMask names a property SoftLayer does not know
+    PARSE = "parse"  # SoftLayer could not parse the mask or filter
+    VALIDATION = "validation"  # SoftLayer rejected a value of the request
+    INCOMPLETE = "incomplete"  # a paged list whose completeness could not be proven
 
 
-#: Reasons where the same request may succeed a moment later. Auth, client and decode
-#: failures repeat identically, so retrying them only burns the rate budget.
+#: Reasons where the same request may succeed a moment later. Auth, permission, client,
+#: decode, mask, parse and validation failures repeat identically (SoftLayer sends several
+#: of them with HTTP 500, softlayer-python#2088, maximilien/softlayer-go#136), so retrying
+#: them only burns the rate budget; softlayer-go retries only rate limits and timeouts.
 RETRYABLE_REASONS: Final = frozenset(
     {ErrorReason.RATE_LIMITED, ErrorReason.TIMEOUT, ErrorReason.SERVER, ErrorReason.NETWORK}
 )
@@ -69,6 +76,25 @@ IAM_METHOD: Final = "iam_token"
 
 _RATE_LIMIT_CODE: Final = "SoftLayer_Exception_WebService_RateLimitExceeded"
 _EXPIRED_BEARER_CODE: Final = "SoftLayer_Exception_Account_Authentication_AccessTokenValidation"
+#: SoftLayer exception classes (the ``code`` of an error body) that name a defect of the
+#: request, whatever the HTTP status: matched as prefixes, most specific first.
+#: Mask: "Property 'x' not valid for 'SoftLayer_Hardware_Server'" (softlayer-python#1088).
+#: Parse: "Error on line 1 at column 254: Expected PROPERTY" (softlayer-python#345).
+#: Validation: SoftLayer_Exception_InvalidValue and the malformed-request
+#: SoftLayer_Exception_WebService_BadRequest (SLDN exception-handling article).
+#: Permission: SoftLayer_Exception_PermissionDenied (SLDN reference "Error Handling" sections,
+#: e.g. SoftLayer_User_Customer::addHardwareAccess) and SoftLayer_Exception_User_Permission_*.
+_CODE_REASONS: Final = (
+    ("SoftLayer_Exception_WebService_ObjectMask", ErrorReason.MASK),
+    ("SoftLayer_Exception_ObjectMask", ErrorReason.MASK),
+    ("SoftLayer_Exception_Common_Parser", ErrorReason.PARSE),
+    ("SoftLayer_Exception_WebService_ObjectFilter", ErrorReason.PARSE),
+    ("SoftLayer_Exception_InvalidValue", ErrorReason.VALIDATION),
+    ("SoftLayer_Exception_InvalidData", ErrorReason.VALIDATION),
+    ("SoftLayer_Exception_WebService_BadRequest", ErrorReason.VALIDATION),
+    ("SoftLayer_Exception_PermissionDenied", ErrorReason.PERMISSION),
+    ("SoftLayer_Exception_User_Permission", ErrorReason.PERMISSION),
+)
 _INTERNAL_ERROR: Final = "internal error"
 _IAM_GRANT: Final = "urn:ibm:params:oauth:grant-type:apikey"
 #: Re-exchange an IAM token once this fraction of its lifetime has passed.
@@ -220,7 +246,7 @@ class SoftLayerClient:
         service: str,
         method: str,
         *,
-        consume: Callable[[list[Any]], None],
+        consume: Callable[[list[Any]], object],
         mask: str | None = None,
         object_filter: Mapping[str, Any] | None = None,
     ) -> None:
@@ -280,7 +306,7 @@ class SoftLayerClient:
             self._page_sizes[query.key] = size
 
     async def _walk_sequentially(
-        self, query: _Query, page: list[Any], size: int, consume: Callable[[list[Any]], None]
+        self, query: _Query, page: list[Any], size: int, consume: Callable[[list[Any]], object]
     ) -> None:
         # Without SoftLayer-Total-Items the only safe end is a short page. softlayer-python
         # stops after the first page here and silently under-reports; we keep going.
@@ -300,7 +326,7 @@ class SoftLayerClient:
         query: _Query,
         offset: int,
         limit: int,
-        consume: Callable[[list[Any]], None],
+        consume: Callable[[list[Any]], object],
         *,
         halved: bool = False,
     ) -> None:
@@ -549,16 +575,30 @@ def _error_fields(body: Any) -> tuple[str | None, str] | None:
 
 
 def _classify(status: int, code: str | None) -> ErrorReason:
-    """Map an HTTP status and SoftLayer exception code to an error reason."""
+    """Map an HTTP status and SoftLayer exception code to an error reason.
+
+    SoftLayer's ``code`` decides first: it sends mask, parse, validation, permission, rate
+    limit and expired-token errors all with HTTP 500 (``softlayer-api.md`` section 2.2), so
+    the status alone would call every one of them a retryable server error.
+    """
+    by_code = next(
+        (reason for prefix, reason in _CODE_REASONS if code and code.startswith(prefix)), None
+    )
     if code == _RATE_LIMIT_CODE or status == 429:
-        return ErrorReason.RATE_LIMITED
-    if code == _EXPIRED_BEARER_CODE or status in (401, 403):
-        return ErrorReason.AUTH
-    if status in (408, 504):
-        return ErrorReason.TIMEOUT
-    if status >= 500 or 200 <= status < 300:
-        return ErrorReason.SERVER  # includes the Internal Error sent with HTTP 200
-    return ErrorReason.CLIENT
+        reason = ErrorReason.RATE_LIMITED
+    elif code == _EXPIRED_BEARER_CODE or status == 401:
+        reason = ErrorReason.AUTH
+    elif by_code is not None:
+        reason = by_code
+    elif status == 403:
+        reason = ErrorReason.PERMISSION
+    elif status in (408, 504):
+        reason = ErrorReason.TIMEOUT
+    elif status >= 500 or 200 <= status < 300:
+        reason = ErrorReason.SERVER  # includes the Internal Error sent with HTTP 200
+    else:
+        reason = ErrorReason.CLIENT
+    return reason
 
 
 def _token_lifetime(body: Mapping[str, Any]) -> float | None:

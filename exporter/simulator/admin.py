@@ -69,9 +69,14 @@ def truth_json(truth: AccountTruth) -> dict[str, Any]:
                 "amount": str(c.amount),
                 "hourly_items": c.hourly_items,
                 "monthly_items": c.monthly_items,
+                "hourly_amount": str(c.hourly_amount),
+                "hourly_rate": str(c.hourly_rate),
             }
             for code, c in truth.categories.items()
         },
+        "cycle_start": truth.cycle_start.isoformat(),
+        "cycle_end": truth.cycle_end.isoformat(),
+        "anniversary_day": truth.anniversary_day,
         "latest_recurring_invoice": _invoice_json(truth.latest_recurring_invoice),
         "pending_invoice": _invoice_json(truth.pending_invoice),
         "invoices": [_invoice_json(i) for i in truth.invoices],

@@ -56,6 +56,27 @@ INVALID_TOKEN: Final = ("Invalid API token.", "SoftLayer_Exception_InvalidLegacy
 ACCESS_DENIED: Final = ("Access Denied. ", "SoftLayer_Exception_Public")
 
 
+#: Request defects, each worded as SoftLayer words it (softlayer-python#1088, #345; SLDN).
+_DEFECTS: Final = {
+    FaultKind.MASK_ERROR: (
+        "Property 'powerState' not valid for 'SoftLayer_Hardware_Server'.",
+        "SoftLayer_Exception_WebService_ObjectMask",
+    ),
+    FaultKind.PARSE_ERROR: (
+        "Error on line 1 at column 254: Expected PROPERTY, got '''",
+        "SoftLayer_Exception_Common_Parser",
+    ),
+    FaultKind.INVALID_VALUE: (
+        "Invalid value provided for 'id'.",
+        "SoftLayer_Exception_InvalidValue",
+    ),
+    FaultKind.PERMISSION_DENIED: (
+        "You do not have permission to view account summary.",
+        "SoftLayer_Exception_PermissionDenied",
+    ),
+}
+
+
 class ApiError(Exception):
     """An answer in SoftLayer's ``{"error", "code"}`` shape."""
 
@@ -430,6 +451,9 @@ class RestHandler:
             return self._error(401, *INVALID_TOKEN)
         if kind is FaultKind.TOKEN_EXPIRED:
             return self._error(500, "Expired Token", TOKEN_VALIDATION)
+        defect = _DEFECTS.get(kind)
+        if defect is not None:
+            return self._error(500, *defect)
         if kind is FaultKind.NOT_FOUND:
             raise_id = call.init_id if call.init_id is not None else 0
             err = _not_found(raise_id)

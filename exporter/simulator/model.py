@@ -580,6 +580,52 @@ INVOICE = TypeDef(
     },
 )
 
+# -- SoftLayer_Billing_Info ------------------------------------------------------------------------
+
+# Properties and types from softlayer-go datatypes/billing.go (Billing_Info, Billing_Info_Cycle);
+# no captured response exists, so dates use the format of every other SoftLayer date.
+
+
+def _previous_bill(acct: SimAccount) -> int:
+    return acct.previous_anniversary(acct.cycle_start)
+
+
+def _last_payment(acct: SimAccount) -> str | None:
+    paid = [inv.closed for inv in acct.invoices if inv.closed is not None and inv.payments > 0]
+    return date_str(max(paid)) if paid else None
+
+
+BILLING_INFO_CYCLE = TypeDef(
+    "SoftLayer_Billing_Info_Cycle",
+    local={
+        "currentCycleStartDate": lambda a: date_str(a.cycle_start),
+        "currentCycleEndDate": lambda a: date_str(a.next_bill),
+        "nextCycleStartDate": lambda a: date_str(a.next_bill),
+        "previousCycleStartDate": lambda a: date_str(_previous_bill(a)),
+        "previousCycleEndDate": lambda a: date_str(a.cycle_start),
+    },
+)
+
+BILLING_INFO = TypeDef(
+    "SoftLayer_Billing_Info",
+    local={
+        "accountId": lambda a: a.id,
+        "anniversaryDayOfMonth": lambda a: a.anniversary_day,
+        "createDate": lambda a: date_str(a.created),
+        "id": lambda a: 900_000 + a.index,
+        "lastBillDate": lambda a: date_str(a.cycle_start),
+        "lastPaymentDate": _last_payment,
+        "modifyDate": lambda a: date_str(a.created),
+        "nextBillDate": lambda a: date_str(a.next_bill),
+        "paymentTerms": lambda a: a.payment_terms_days,
+        "percentDiscountOnetime": lambda a: 0,
+        "percentDiscountRecurring": lambda a: 0,
+    },
+    relational={
+        "currentBillingCycle": Rel("SoftLayer_Billing_Info_Cycle", lambda a: a),
+    },
+)
+
 # -- SoftLayer_Account -----------------------------------------------------------------------------
 
 
@@ -681,6 +727,7 @@ ACCOUNT = TypeDef(
         **{name: _count(name) for name in _COUNT_NAMES},
     },
     relational={
+        "billingInfo": Rel("SoftLayer_Billing_Info", lambda r: r.acct),
         "pendingInvoice": Rel("SoftLayer_Billing_Invoice", pending_invoice),
         "latestRecurringInvoice": Rel("SoftLayer_Billing_Invoice", latest_recurring_invoice),
         "latestRecurringPendingInvoice": Rel(
@@ -707,6 +754,8 @@ TYPES: Final[dict[str, TypeDef]] = {
     t.name: t
     for t in (
         ACCOUNT,
+        BILLING_INFO,
+        BILLING_INFO_CYCLE,
         INVOICE,
         INVOICE_ITEM,
         BILLING_ITEM,

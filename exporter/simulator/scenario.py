@@ -183,13 +183,28 @@ class InvoiceTruth:
 
 @dataclass(frozen=True, slots=True)
 class CategoryTruth:
-    """Next-invoice amount of one top-level category (children included)."""
+    """Next-invoice amount of one top-level category (children included).
+
+    ``hourly_amount`` is the hourly items' month-to-date accrual (part of ``amount``);
+    ``hourly_rate`` their summed rate per hour, children included.
+    """
 
     code: str
     name: str
     amount: Decimal
     hourly_items: int
     monthly_items: int
+    hourly_amount: Decimal = Decimal(0)
+    hourly_rate: Decimal = Decimal(0)
+
+    @property
+    def monthly_amount(self) -> Decimal:
+        """The monthly items' part of ``amount`` (the whole month)."""
+        return self.amount - self.hourly_amount
+
+    def projected(self, hours_left: Decimal) -> Decimal:
+        """``amount`` with the hourly items accruing ``hours_left`` more hours."""
+        return self.amount + self.hourly_rate * max(Decimal(0), hours_left)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +226,18 @@ class AccountTruth:
     latest_recurring_invoice: InvoiceTruth | None
     pending_invoice: InvoiceTruth | None
     invoices: list[InvoiceTruth]
+    cycle_start: datetime
+    cycle_end: datetime
+    anniversary_day: int
+
+    def hours_left(self, now: float) -> Decimal:
+        """Hours from ``now`` (unix time) to the end of the cycle, never negative."""
+        return Decimal(repr(max(0.0, self.cycle_end.timestamp() - now))) / 3600
+
+    def projected_pre_tax(self, now: float) -> Decimal:
+        """Return the next invoice's pre-tax total, hourly items accruing to the cycle's end."""
+        rate = sum((c.hourly_rate for c in self.categories.values()), Decimal(0))
+        return self.next_invoice_pre_tax + rate * self.hours_left(now)
 
 
 class SimAccount:
@@ -280,6 +307,8 @@ class SimAccount:
         }
         # The billing cycle: anniversary day-of-month at 23:00 Central, like the captures.
         day = rng.randint(1, 28)
+        self.anniversary_day = day
+        self.payment_terms_days = 0
         local_now = aware(now)
         anchor = local_now.replace(day=day, hour=23, minute=0, second=0, microsecond=0)
         if anchor > local_now:
@@ -316,7 +345,7 @@ class SimAccount:
         self.cancelled: set[int] = set()
         # Bumped by every mutation of this account; keys the per-account caches below.
         self.version = 0
-        self._category_cache: tuple[int, dict[str, tuple[int, int, int]]] | None = None
+        self._category_cache: tuple[int, dict[str, tuple[int, int, int, int, int]]] | None = None
         self.invoices: list[SimInvoice] = []
         self.invoice_seq = 0
 
@@ -497,6 +526,10 @@ class SimAccount:
 
     # -- queries used by the API and the truth -----------------------------------------------
 
+    def previous_anniversary(self, moment: int) -> int:
+        """Return the anniversary one month before the anniversary ``moment`` (epoch)."""
+        return utc_epoch(_add_months(aware(moment), -1))
+
     @property
     def item_count(self) -> int:
         """Top-level billing items ever created (cancelled ones included)."""
@@ -586,8 +619,20 @@ class SimAccount:
                 one_tax -= self.setup_tax[row]
         return recurring, one_time, rec_tax, one_tax, n - len(self.cancelled)
 
-    def category_totals(self) -> dict[str, tuple[int, int, int]]:
-        """Per category code: (recurring mills, hourly items, monthly items) of active rows."""
+    def hourly_rate(self, row: int) -> int:
+        """Return a row's hourly rate in mills per hour, children included (0 if monthly)."""
+        if not self.hourly[row]:
+            return 0
+        tier = self.tier_of(row)
+        children = 0 if tier is None else sum(child.rate for child in tier.children)
+        return self.own[row] + children
+
+    def category_totals(self) -> dict[str, tuple[int, int, int, int, int]]:
+        """Sum the active rows per category code.
+
+        Each value is (recurring mills, hourly items, monthly items, hourly recurring mills,
+        hourly rate in mills per hour).
+        """
         if self._category_cache is not None and self._category_cache[0] == self.version:
             return self._category_cache[1]
         sums: dict[int, list[int]] = {}
@@ -597,10 +642,15 @@ class SimAccount:
                 continue
             entry = sums.get(c)
             if entry is None:
-                entry = sums[c] = [0, 0, 0]
+                entry = sums[c] = [0, 0, 0, 0, 0]
             entry[0] += rec
             entry[1 if hourly else 2] += 1
-        result = {CATEGORIES[c].code: (v[0], v[1], v[2]) for c, v in sorted(sums.items())}
+            if hourly:
+                entry[3] += rec
+                entry[4] += self.hourly_rate(row)
+        result = {
+            CATEGORIES[c].code: (v[0], v[1], v[2], v[3], v[4]) for c, v in sorted(sums.items())
+        }
         self._category_cache = (self.version, result)
         return result
 
@@ -609,7 +659,7 @@ class SimAccount:
         counts = dict.fromkeys(
             (c.count_property for c in CATEGORIES if c.count_property is not None), 0
         )
-        for code, (_, hourly, monthly) in self.category_totals().items():
+        for code, (_, hourly, monthly, _, _) in self.category_totals().items():
             prop = CATEGORIES[CATEGORY_INDEX[code]].count_property
             if prop is not None:
                 counts[prop] += hourly + monthly
@@ -735,8 +785,12 @@ class Scenario:
                 mills_to_decimal(amount),
                 hourly,
                 monthly,
+                mills_to_decimal(hourly_amount),
+                mills_to_decimal(rate),
             )
-            for code, (amount, hourly, monthly) in acct.category_totals().items()
+            for code, (amount, hourly, monthly, hourly_amount, rate) in (
+                acct.category_totals().items()
+            )
         }
         truth = AccountTruth(
             account_id=acct.id,
@@ -754,6 +808,9 @@ class Scenario:
             latest_recurring_invoice=by_id[latest.id] if latest else None,
             pending_invoice=by_id[pending.id] if pending else None,
             invoices=invoices,
+            cycle_start=aware(acct.cycle_start),
+            cycle_end=aware(acct.next_bill),
+            anniversary_day=acct.anniversary_day,
         )
         self._truth_cache[account_id] = (self.version, truth)
         return truth

@@ -24,7 +24,14 @@ GET_OBJECT = "SoftLayer_Account::getObject"
 GET_INVOICES = "SoftLayer_Account::getInvoices"
 GET_ITEMS = "SoftLayer_Account::getNextInvoiceTopLevelBillingItems"
 SOURCES_OF = {
-    GET_OBJECT: {Source.ACCOUNT, Source.LATEST_RECURRING_INVOICE, Source.PENDING_INVOICE},
+    # The forecast (next-invoice totals + items) is published whole or not at all, so a
+    # failed getObject holds the item breakdown back too.
+    GET_OBJECT: {
+        Source.ACCOUNT,
+        Source.LATEST_RECURRING_INVOICE,
+        Source.PENDING_INVOICE,
+        Source.NEXT_INVOICE_ITEMS,
+    },
     GET_INVOICES: {Source.INVOICES},
     GET_ITEMS: {Source.NEXT_INVOICE_ITEMS},
 }
@@ -47,6 +54,11 @@ FAULT_REASONS = [
     (FaultKind.UNAUTHORIZED, "auth"),
     (FaultKind.NOT_FOUND, "client"),
     (FaultKind.TOKEN_EXPIRED, "auth"),  # classic auth has no token to renew
+    # SoftLayer sends these defects with HTTP 500; their code says no retry can fix them.
+    (FaultKind.MASK_ERROR, "mask"),
+    (FaultKind.PARSE_ERROR, "parse"),
+    (FaultKind.INVALID_VALUE, "validation"),
+    (FaultKind.PERMISSION_DENIED, "permission"),
 ]
 RETRIED = {"rate_limited", "timeout", "server", "network"}
 TIMEOUT = 0.25

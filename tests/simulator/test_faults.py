@@ -98,6 +98,24 @@ async def test_unauthorized_not_found_token_expired(
         assert (answer.status, answer.json["code"]) == (status, code)
 
 
+async def test_request_defects_are_http_500_with_their_code(
+    client: Client, sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """Mask, parse, validation and permission errors come as HTTP 500 with their own code."""
+    expected = {
+        FaultKind.MASK_ERROR: "SoftLayer_Exception_WebService_ObjectMask",
+        FaultKind.PARSE_ERROR: "SoftLayer_Exception_Common_Parser",
+        FaultKind.INVALID_VALUE: "SoftLayer_Exception_InvalidValue",
+        FaultKind.PERMISSION_DENIED: "SoftLayer_Exception_PermissionDenied",
+    }
+    for kind, code in expected.items():
+        sim.add_fault(FaultRule(kind=kind, times=1))
+        answer = await get_invoices(client, scenario)
+        assert (answer.status, answer.json["code"]) == (500, code)
+        assert answer.json["error"]
+    assert (await get_invoices(client, scenario)).status == 200
+
+
 async def test_wrong_types(client: Client, sim: SimulatorServer, scenario: Scenario) -> None:
     """WRONG_TYPES swaps numbers and numeric strings in an otherwise real answer."""
     sim.add_fault(FaultRule(kind=FaultKind.WRONG_TYPES, method=INVOICES, times=1))
