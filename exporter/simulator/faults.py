@@ -39,6 +39,11 @@ class FaultKind(StrEnum):
     PARSE_ERROR = "parse_error"  # SoftLayer_Exception_Common_Parser
     INVALID_VALUE = "invalid_value"  # SoftLayer_Exception_InvalidValue
     PERMISSION_DENIED = "permission_denied"  # SoftLayer_Exception_PermissionDenied
+    # Real answer whose JSON number fields (nextInvoiceTotal*, balance...) carry the noise of a
+    # binary double, one ulp off: 19.080000000000002 for 19.08 (what .024 * 318 is as a double).
+    FLOAT_NOISE = "float_noise"
+    # Real answer whose SoftLayer-Total-Items says 1,000,000,000.
+    ABSURD_TOTAL_ITEMS = "absurd_total_items"
 
 
 @dataclass(frozen=True, slots=True)

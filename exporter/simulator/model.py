@@ -178,7 +178,9 @@ class InvoiceItemRef:
             return line.recurring, line.one_time
         comp = self.component()
         hourly = self.acct.hourly[self.pos]
-        recurring = comp.rate * self.acct.hours[self.pos] if hourly else comp.monthly
+        # The hours billed are those at the cut, not today's (hourly items restart each cycle).
+        hours = self.inv.hours if self.inv.hours is not None else self.acct.hours0
+        recurring = comp.rate * hours[self.pos] if hourly else comp.monthly
         one_time = 0
         if self.child == 0 and self.pos >= self.inv.view_new_lo:
             one_time = self.acct.setup[self.pos]
@@ -513,9 +515,9 @@ INVOICE_ITEM = TypeDef(
 
 
 def invoice_top_level_items(ref: InvoiceRef) -> Sequence[InvoiceItemRef]:
-    """Top-level lines of an invoice, lazily."""
-    n = ref.inv.top_level_count
-    return LazyRows(range(n), lambda pos: InvoiceItemRef(ref.acct, ref.inv, pos))
+    """Top-level lines of an invoice, lazily (``pos`` is the billing-item row of a view)."""
+    rows = ref.inv.rows if ref.inv.rows is not None else range(ref.inv.top_level_count)
+    return LazyRows(rows, lambda pos: InvoiceItemRef(ref.acct, ref.inv, pos))
 
 
 def invoice_all_items(ref: InvoiceRef) -> list[InvoiceItemRef]:

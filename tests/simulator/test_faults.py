@@ -323,3 +323,24 @@ def test_fault_rule_json_round_trip() -> None:
         FaultRule.from_json({"kind": "hang", "times": "2"})
     with pytest.raises(ValueError, match="JSON object"):
         FaultRule.from_json([])
+
+
+async def test_float_noise_and_absurd_total_faults(
+    client: Client, sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """FLOAT_NOISE moves every non-integral number one ulp; ABSURD_TOTAL_ITEMS claims 1e9."""
+    acct = scenario.accounts[0]
+    mask = "mask[balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,id]"
+    clean = (await client.get("SoftLayer_Account/getObject.json", acct, objectMask=mask)).json
+    sim.add_fault(FaultRule(kind=FaultKind.FLOAT_NOISE, times=1))
+    noisy = (await client.get("SoftLayer_Account/getObject.json", acct, objectMask=mask)).json
+    assert noisy["id"] == clean["id"]
+    for key in ("balance", "nextInvoiceTotalAmount", "nextInvoiceTotalRecurringAmount"):
+        if isinstance(clean[key], float):
+            assert noisy[key] != clean[key]
+            assert abs(noisy[key] - clean[key]) < 1e-9
+            assert len(repr(noisy[key])) > len(repr(clean[key]))
+    sim.add_fault(FaultRule(kind=FaultKind.ABSURD_TOTAL_ITEMS, times=1))
+    path = "SoftLayer_Account/getNextInvoiceTopLevelBillingItems.json"
+    absurd = await client.get(path, acct, resultLimit="0,5", objectMask="mask[id]")
+    assert (absurd.total, len(absurd.json)) == (1_000_000_000, 5)
