@@ -6,16 +6,20 @@ independently: a failed source keeps its last good data in the new snapshot and 
 down with the failure's reason. Each account's snapshot is built complete and immutable,
 then published with one assignment, so a scrape never sees half a cycle.
 
-SoftLayer calls per account per cycle (with ``P = page_size``, possibly halved):
+SoftLayer calls per account per cycle (with ``P = page_size``, possibly halved, and
+``o = max(2, P // 20)`` rows of overlap; ``W(n) = 1 + ceil((n - P - o) / P)`` for n > P + o,
+else 1, which is never more than ``ceil(n / P)``):
 
 - 1 x ``SoftLayer_Account::getObject`` (sources ``account``, ``latest_recurring_invoice``
   and ``pending_invoice`` from one combined mask);
-- ``max(1, ceil(I / P))`` x ``getInvoices``, I = invoices created in the look-back window
-  (plus one day of margin, because SoftLayer's date filter is coarse; see ``_invoice_filter``);
-- ``max(1, ceil(N / P))`` x ``getNextInvoiceTopLevelBillingItems``, N = top-level items
-  on the next invoice;
+- ``W(I)`` x ``getInvoices``, I = invoices created in the look-back window (plus one day of
+  margin, because SoftLayer's date filter is coarse; see ``_invoice_filter``);
+- ``W(N)`` x ``getNextInvoiceTopLevelBillingItems``, N = top-level items on the next
+  invoice;
 
-plus retries of failed requests and one IAM token exchange when a token is due.
+plus retries of failed requests, one more walk of a list whose completeness could not be
+proven (see :meth:`exporter.softlayer.SoftLayerClient.fetch_pages`), and one IAM token
+exchange when a token is due.
 
 Time: every "now" the poller uses (attempt and success timestamps, the look-back window,
 the hours left in the billing cycle, the next poll's due time) comes from one injectable
@@ -88,6 +92,10 @@ ACCOUNT_SERVICE: Final = "SoftLayer_Account"
 _FILTER_MARGIN: Final = timedelta(days=1)
 #: SoftLayer has existed since 2005; a longer window is "all invoices" and must not overflow.
 _MAX_LOOKBACK: Final = timedelta(days=100 * 366)
+#: Walks of one list per poll: one retry when the first cannot prove it saw every row.
+_WALKS_PER_POLL: Final = 2
+#: A fresh aggregator for one walk: its page consumer and its result.
+_Aggregator = tuple[Callable[[list[Any]], object], Callable[[], Any]]
 #: Undocumented codes remembered per account so that each is logged once (bounded).
 _MAX_REPORTED_CODES: Final = 64
 _DOCUMENTED_CODES: Final = {"type": frozenset(INVOICE_TYPES), "status": frozenset(INVOICE_STATUSES)}
@@ -278,22 +286,30 @@ class _AccountPoller:
         """Fetch source invoices: the look-back window, paged."""
         lookback = min(self._config.invoice_lookback_seconds, _MAX_LOOKBACK.total_seconds())
         since = datetime.fromtimestamp(now, UTC) - timedelta(seconds=max(0.0, lookback))
-        window = InvoiceWindowAggregator(since)
+        windows: list[InvoiceWindowAggregator] = []
+
+        def fresh() -> _Aggregator:
+            windows.append(InvoiceWindowAggregator(since))
+            return windows[-1].add_page, windows[-1].result
+
         outcome = await self._paged(
             stats,
             Source.INVOICES,
             method="getInvoices",
             mask=WINDOW_INVOICE_MASK,
             object_filter=_invoice_filter(since),
-            consume=window.add_page,
-            result=window.result,
+            aggregator=fresh,
         )
-        self._report_codes(window.undocumented)
+        self._report_codes(windows[-1].undocumented)
         return [outcome]
 
     async def _next_invoice_items(self, stats: ApiStats) -> list[_Outcome]:
         """Fetch source next_invoice_items: top-level items folded into category totals."""
-        categories = CategoryAggregator()
+
+        def fresh() -> _Aggregator:
+            categories = CategoryAggregator()
+            return categories.add_page, lambda: categories.result(self._config.top_categories)
+
         return [
             await self._paged(
                 stats,
@@ -301,8 +317,7 @@ class _AccountPoller:
                 method="getNextInvoiceTopLevelBillingItems",
                 mask=NEXT_INVOICE_ITEM_MASK,
                 object_filter={"nextInvoiceTopLevelBillingItems": {"id": _ORDER_BY_ID}},
-                consume=categories.add_page,
-                result=lambda: categories.result(self._config.top_categories),
+                aggregator=fresh,
             )
         ]
 
@@ -314,14 +329,36 @@ class _AccountPoller:
         method: str,
         mask: str,
         object_filter: dict[str, Any],
-        consume: Callable[[list[Any]], object],
-        result: Callable[[], Any],
+        aggregator: Callable[[], _Aggregator],
     ) -> _Outcome:
+        """Walk a list into a fresh aggregator; a walk not proven complete is retried once.
+
+        The second walk starts from an empty aggregator, so nothing of the first one can mix
+        in; if it cannot prove completeness either, the source is down (``incomplete``) and
+        keeps its last good figures: a partial sum is never served as up.
+        """
         try:
-            await self._client.fetch_pages(
-                ACCOUNT_SERVICE, method, mask=mask, object_filter=object_filter, consume=consume
-            )
-            return _Outcome(source, ok=True, value=result())
+            for attempt in range(_WALKS_PER_POLL):
+                consume, result = aggregator()
+                try:
+                    await self._client.fetch_pages(
+                        ACCOUNT_SERVICE,
+                        method,
+                        mask=mask,
+                        object_filter=object_filter,
+                        consume=consume,
+                    )
+                except SoftLayerError as exc:
+                    if exc.reason is ErrorReason.INCOMPLETE and attempt + 1 < _WALKS_PER_POLL:
+                        _log.info(
+                            "list_walk_retried",
+                            account=self.account.name,
+                            source=source.value,
+                            error=str(exc),
+                        )
+                        continue
+                    raise
+                return _Outcome(source, ok=True, value=result())
         except SoftLayerError as exc:
             return _failed(source, exc)
         except DecodeError as exc:
@@ -330,6 +367,7 @@ class _AccountPoller:
         except Exception as exc:  # a bug must not stop the other sources
             _log.exception("source_crashed", account=self.account.name, source=source.value)
             return _failed(source, exc)
+        raise AssertionError("unreachable: the last walk returns or raises")  # pragma: no cover
 
 
 def _invoice_filter(since: datetime) -> dict[str, Any]:

@@ -69,10 +69,12 @@ def attempts_for(kind: FaultKind, reason: str, method: str) -> int:
     if reason not in RETRIED:
         return 1
     if (
-        kind in (FaultKind.INTERNAL_ERROR, FaultKind.INTERNAL_ERROR_HTTP200)
+        kind in (FaultKind.INTERNAL_ERROR, FaultKind.INTERNAL_ERROR_HTTP200, FaultKind.HANG)
         and method != GET_OBJECT
     ):
-        return 3 + FAST_RETRY.attempts  # halved 100 -> 50 -> 25 -> 12, then retried at 12
+        # Internal Error and a timeout both say "page too big": halved 100 -> 50 -> 25 -> 12,
+        # then retried at 12.
+        return 3 + FAST_RETRY.attempts
     return FAST_RETRY.attempts
 
 
