@@ -165,6 +165,7 @@ def truth_json(truth: AccountTruth) -> dict[str, Any]:
                 "monthly_items": c.monthly_items,
                 "hourly_amount": str(c.hourly_amount),
                 "hourly_rate": str(c.hourly_rate),
+                "known_hourly_rate": str(c.known_hourly_rate),
             }
             for code, c in truth.categories.items()
         },

@@ -226,7 +226,9 @@ class CategoryTruth:
     """Next-invoice amount of one top-level category (children included).
 
     ``hourly_amount`` is the hourly items' month-to-date accrual (part of ``amount``);
-    ``hourly_rate`` their summed rate per hour, children included.
+    ``hourly_rate`` their summed rate per hour, children included. ``known_hourly_rate`` is
+    the rate an API client can tell today: an item that has not used an hour yet this cycle
+    shows only its own ``hourlyRecurringFee`` (its children have accrued nothing to divide).
     """
 
     code: str
@@ -236,6 +238,7 @@ class CategoryTruth:
     monthly_items: int
     hourly_amount: Decimal = Decimal(0)
     hourly_rate: Decimal = Decimal(0)
+    known_hourly_rate: Decimal = Decimal(0)
 
     @property
     def monthly_amount(self) -> Decimal:
@@ -243,8 +246,11 @@ class CategoryTruth:
         return self.amount - self.hourly_amount
 
     def projected(self, hours_left: Decimal) -> Decimal:
-        """``amount`` with the hourly items accruing ``hours_left`` more hours."""
-        return self.amount + self.hourly_rate * max(Decimal(0), hours_left)
+        """Return ``amount`` with the hourly items accruing ``hours_left`` more hours.
+
+        The rate is the one an API client knows (see ``known_hourly_rate``).
+        """
+        return self.amount + self.known_hourly_rate * max(Decimal(0), hours_left)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +282,7 @@ class AccountTruth:
 
     def projected_pre_tax(self, now: float) -> Decimal:
         """Return the next invoice's pre-tax total, hourly items accruing to the cycle's end."""
-        rate = sum((c.hourly_rate for c in self.categories.values()), Decimal(0))
+        rate = sum((c.known_hourly_rate for c in self.categories.values()), Decimal(0))
         return self.next_invoice_pre_tax + rate * self.hours_left(now)
 
 
@@ -392,7 +398,9 @@ class SimAccount:
         self.cancelled: set[int] = set()
         # Bumped by every mutation of this account; keys the per-account caches below.
         self.version = 0
-        self._category_cache: tuple[int, dict[str, tuple[int, int, int, int, int]]] | None = None
+        self._category_cache: tuple[int, dict[str, tuple[int, int, int, int, int, int]]] | None = (
+            None
+        )
         self.invoices: list[SimInvoice] = []
         self.invoice_seq = 0
 
@@ -674,11 +682,11 @@ class SimAccount:
         children = 0 if tier is None else sum(child.rate for child in tier.children)
         return self.own[row] + children
 
-    def category_totals(self) -> dict[str, tuple[int, int, int, int, int]]:
+    def category_totals(self) -> dict[str, tuple[int, int, int, int, int, int]]:
         """Sum the active rows per category code.
 
         Each value is (recurring mills, hourly items, monthly items, hourly recurring mills,
-        hourly rate in mills per hour).
+        hourly rate in mills per hour, known hourly rate: see CategoryTruth).
         """
         if self._category_cache is not None and self._category_cache[0] == self.version:
             return self._category_cache[1]
@@ -689,14 +697,16 @@ class SimAccount:
                 continue
             entry = sums.get(c)
             if entry is None:
-                entry = sums[c] = [0, 0, 0, 0, 0]
+                entry = sums[c] = [0, 0, 0, 0, 0, 0]
             entry[0] += rec
             entry[1 if hourly else 2] += 1
             if hourly:
                 entry[3] += rec
                 entry[4] += self.hourly_rate(row)
+                entry[5] += self.hourly_rate(row) if self.hours[row] else self.own[row]
         result = {
-            CATEGORIES[c].code: (v[0], v[1], v[2], v[3], v[4]) for c, v in sorted(sums.items())
+            CATEGORIES[c].code: (v[0], v[1], v[2], v[3], v[4], v[5])
+            for c, v in sorted(sums.items())
         }
         self._category_cache = (self.version, result)
         return result
@@ -706,7 +716,7 @@ class SimAccount:
         counts = dict.fromkeys(
             (c.count_property for c in CATEGORIES if c.count_property is not None), 0
         )
-        for code, (_, hourly, monthly, _, _) in self.category_totals().items():
+        for code, (_, hourly, monthly, *_) in self.category_totals().items():
             prop = CATEGORIES[CATEGORY_INDEX[code]].count_property
             if prop is not None:
                 counts[prop] += hourly + monthly
@@ -993,8 +1003,9 @@ class Scenario:
                 monthly,
                 mills_to_decimal(hourly_amount),
                 mills_to_decimal(rate),
+                mills_to_decimal(known),
             )
-            for code, (amount, hourly, monthly, hourly_amount, rate) in (
+            for code, (amount, hourly, monthly, hourly_amount, rate, known) in (
                 acct.category_totals().items()
             )
         }
