@@ -141,11 +141,14 @@ class _AccountPoller:
         self._clock = clock
         self._stats_account = account.name
         self._reported_codes: set[tuple[str, str]] = set()
+        #: Extra fields of this poll's canonical log event (lists walked twice, new codes).
+        self._notes: dict[str, list[str]] = {}
         self.snapshot = AccountSnapshot(name=account.name)
 
     async def poll(self, stats: ApiStats, next_poll: float | None) -> AccountSnapshot:
         started = time.monotonic()
         now = self._clock()
+        self._notes = {}
         requests_before = self._client.api_requests
         groups = await asyncio.gather(
             self._account_object(stats),
@@ -166,6 +169,7 @@ class _AccountPoller:
             requests=self._client.api_requests - requests_before,
             sources_failed=failed,
             errors={o.source.value: o.error for o in outcomes if not o.ok},
+            **self._notes,
         )
         return snapshot
 
@@ -240,16 +244,18 @@ class _AccountPoller:
         return [by_source[outcome.source] for outcome in outcomes]
 
     def _report_codes(self, codes: list[tuple[str, str]]) -> None:
-        """Log each undocumented invoice type/status code once per account (bounded)."""
+        """Log each undocumented invoice type/status code once per account (bounded).
+
+        The first poll that sees a code names it in its ``poll`` event
+        (``undocumented_codes``, e.g. ``"status:DISPUTED"``); later polls do not repeat it.
+        """
         for kind, code in codes:
             if code in _DOCUMENTED_CODES[kind] or (kind, code) in self._reported_codes:
                 continue
             if len(self._reported_codes) >= _MAX_REPORTED_CODES:
                 return
             self._reported_codes.add((kind, code))
-            _log.warning(
-                "undocumented_invoice_code", account=self.account.name, kind=kind, code=code[:64]
-            )
+            self._notes.setdefault("undocumented_codes", []).append(f"{kind}:{code[:64]}")
 
     async def _account_object(self, stats: ApiStats) -> list[_Outcome]:
         """Fetch sources account, latest_recurring_invoice and pending_invoice: one getObject."""
@@ -350,12 +356,8 @@ class _AccountPoller:
                     )
                 except SoftLayerError as exc:
                     if exc.reason is ErrorReason.INCOMPLETE and attempt + 1 < _WALKS_PER_POLL:
-                        _log.info(
-                            "list_walk_retried",
-                            account=self.account.name,
-                            source=source.value,
-                            error=str(exc),
-                        )
+                        # Named in the poll event (lists_walked_twice), not logged apart.
+                        self._notes.setdefault("lists_walked_twice", []).append(source.value)
                         continue
                     raise
                 return _Outcome(source, ok=True, value=result())

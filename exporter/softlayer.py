@@ -750,8 +750,9 @@ class _Walk:
             if not (splittable and err.page_too_big):
                 raise
             self.size_errors += 1
-            self.client._shrink(self.key)
             half = limit // 2
+            if self.client.page_size(*self.key.split("::")) > half:
+                self.client._shrink(self.key)  # once per size, not once per page in flight
             overlap = min(_overlap(half), half - 1)
             head = await self.page(offset, half + overlap)
             return head + await self.page(offset + half, limit - half)

@@ -1101,6 +1101,31 @@ class Scenario:
         self.version += 1
         return acct.item_id(row)
 
+    def recode_invoice(
+        self,
+        account_id: int,
+        invoice_id: int,
+        *,
+        type_code: str | None = None,
+        status_code: str | None = None,
+    ) -> None:
+        """Give an invoice a type or status code of SoftLayer's choosing, documented or not.
+
+        SoftLayer may add codes its documentation does not list; this lets a test see how
+        an exporter copes (the totals stay as they are).
+        """
+        acct = self.account(account_id)
+        inv = next((i for i in acct.invoices if i.id == invoice_id), None)
+        if inv is None:
+            raise ValueError(f"account {account_id} has no invoice {invoice_id}")
+        if type_code is not None:
+            inv.type_code = type_code
+        if status_code is not None:
+            inv.status_code = status_code
+        inv.modified = self.event_time()
+        acct.version += 1
+        self.version += 1
+
     def cancel_billing_item(self, account_id: int, item_id: int) -> None:
         """Cancel a top-level item now.
 

@@ -13,7 +13,7 @@ import structlog
 from exporter.api_stats import ApiStats
 from exporter.poller import Poller
 from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
-from exporter.snapshot import ExporterState, Source
+from exporter.snapshot import ExporterState, PendingInvoice, Source
 from exporter.softlayer import SoftLayerClient
 from tests.client.conftest import (
     PollerFactory,
@@ -310,3 +310,33 @@ async def test_injected_clock_stamps_every_now(
     for category in snapshot.next_invoice.categories:
         expected = truth.categories[category.code]
         assert category.projected_usd == expected.amount + expected.hourly_rate * 10
+
+
+async def test_undocumented_codes_are_served_under_their_own_code_and_logged_once(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
+) -> None:
+    """A status and a type SoftLayer does not document: counted under their own code, kept on
+    the latest recurring invoice, and only the first poll's event names them."""
+    acct = scenario.accounts[0]
+    truth = scenario.truth(acct.id)
+    assert truth.pending_invoice is not None
+    scenario.recode_invoice(acct.id, truth.pending_invoice.id, status_code="DISPUTED")
+    older = next(inv for inv in reversed(truth.invoices) if inv.type_code == "NEW")
+    scenario.recode_invoice(acct.id, older.id, type_code="SURPRISE")
+    poller = make_poller(make_config(sim, scenario))
+    with structlog.testing.capture_logs() as first:
+        assert await poller.poll_once()
+    with structlog.testing.capture_logs() as second:
+        assert await poller.poll_once()
+    mine = [e for e in first if e.get("account") == "acct0"]
+    assert [e["event"] for e in mine] == ["poll"]
+    assert sorted(mine[0]["undocumented_codes"]) == ["status:DISPUTED", "type:SURPRISE"]
+    assert all("undocumented_codes" not in e for e in second)
+    snapshot = poller.state.accounts["acct0"]
+    assert snapshot.latest_recurring_invoice is not None
+    assert snapshot.latest_recurring_invoice.status_code == "DISPUTED"
+    assert snapshot.pending_invoice == PendingInvoice(None)  # no longer OPEN
+    window = snapshot.invoices
+    assert window is not None
+    if older.created >= window.since:
+        assert window.counts[("SURPRISE", older.status_code)] == 1
