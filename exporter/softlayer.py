@@ -691,8 +691,9 @@ class _Walk:
 
     async def run(self) -> None:
         """Walk the list: concurrently after a first page with a total, else one by one."""
-        limit, overlap = self.client._wire_limit(self.key)
+        limit, _ = self.client._wire_limit(self.key)
         first, limit = await self.first_page(limit)
+        limit, overlap = self.client._wire_limit(self.key)  # the first page's, maybe halved
         if first.total is not None and first.count < limit and not first.proves_end:
             if first.count == 0:
                 raise self.incomplete(
@@ -821,6 +822,13 @@ class _Walk:
         if end is None:
             raise self.incomplete("no page reached the total SoftLayer-Total-Items announced")
         chain = segments[: end + 1]
+        if len(chain) > 1 and chain[-1].count == 0 and not chain[-2].proves_end:
+            # An empty last page says the list ended before its offset when it was read, but
+            # rows after the page before may have moved below that offset meanwhile.
+            raise self.incomplete(
+                f"an empty page at offset {chain[-1].offset} after a full one (the list "
+                "shrank while walked)"
+            )
         for before, after in itertools.pairwise(chain):
             if before.count == 0 or before.last is None:
                 raise self.incomplete(f"an empty page at offset {before.offset} before the end")
@@ -838,23 +846,32 @@ class _Walk:
                 )
 
     async def sequential(self, first: _Segment, limit: int, overlap: int) -> None:
-        """Without SoftLayer-Total-Items: page on until a page brings no id past the last.
+        """Without SoftLayer-Total-Items: page on until a short page brings nothing new.
 
-        New rows get higher ids (softlayer-api.md section 8.6), so a page whose ids are all
-        at most the last one seen is the end of the list at the time it was read.
+        Each page starts ``overlap`` rows (at least one, fewer than the page before had)
+        before the previous page's end, so it must begin with a row already seen. New rows get
+        higher ids (softlayer-api.md section 8.6): a page that re-reads seen rows, brings no
+        id past the last one and comes back short is the end of the list as it was then. An
+        empty page, or one starting past the last id seen, means rows moved: incomplete.
         """
         previous = first
         for _ in range(_MAX_PAGES):
             if previous.count == 0 or previous.last is None:
-                return
-            reread = min(overlap, previous.count - 1)
-            segment = await self.fetch(previous.offset + previous.count - reread, limit,
-                                       splittable=False)  # fmt: skip
-            if segment.last is None or segment.last <= previous.last:
-                return
-            if segment.first is not None and segment.first > previous.last:
+                return  # only the first page can be empty here: an empty list
+            reread = max(1, min(overlap, previous.count - 1))
+            segment = await self.fetch(
+                previous.offset + previous.count - reread, limit, splittable=False
+            )
+            if segment.count == 0 or segment.first is None or segment.last is None:
+                raise self.incomplete(
+                    f"an empty page at offset {segment.offset}, where rows seen before were "
+                    "expected (the list shrank while walked)"
+                )
+            if segment.first > previous.last:
                 raise self.incomplete(
                     f"rows may be missing between ids {previous.last} and {segment.first}"
                 )
+            if segment.last <= previous.last and segment.count < limit:
+                return
             previous = segment
         raise self.incomplete(f"more than {_MAX_PAGES} pages without an end")

@@ -380,3 +380,38 @@ async def test_float_noise_on_every_number_is_served_exact(make_poller: PollerFa
         poller = make_poller(make_config(sim, scenario, page_size=25))
         assert await poller.poll_once()
         assert_matches_truth(poller.state.accounts["acct0"], scenario, scenario.accounts[0].id)
+
+
+async def test_rows_shifted_below_an_empty_last_page_are_not_lost() -> None:
+    """8 rows cancelled after the 10th of 11 pages: the last page comes back empty (the list
+    shrank below its offset) and must not pass for the end; the retry serves the truth after."""
+    await one_walk(
+        {
+            "seed": 0,
+            "items": 163,
+            "page_size": 16,
+            "concurrency": 1,
+            "mutation": MUTATIONS[1],
+            "target": 0,
+            "after_pages": 10,
+            "cap": None,
+            "cap_header": False,
+        }
+    )
+
+
+async def test_a_page_cap_without_the_header_on_a_shrinking_list() -> None:
+    """No total, pages capped at 7 and 8 rows cancelled mid-walk: never a loss."""
+    await one_walk(
+        {
+            "seed": 3,
+            "items": 120,
+            "page_size": 10,
+            "concurrency": 2,
+            "mutation": MUTATIONS[1],
+            "target": 20,
+            "after_pages": 3,
+            "cap": 7,
+            "cap_header": False,
+        }
+    )
