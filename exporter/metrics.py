@@ -39,6 +39,7 @@ from exporter.snapshot import (
     AccountSnapshot,
     ExporterState,
     InvoiceSummary,
+    code_label,
 )
 from exporter.softlayer import ErrorReason
 
@@ -94,9 +95,13 @@ def _gauge(name: str, help_text: str, labels: list[str]) -> GaugeMetricFamily:
 
 
 class _InvoiceFamilies:
-    """The ``softlayer_invoice_*`` families, filled for the latest recurring and pending invoice."""
+    """The ``softlayer_invoice_*`` families, filled for the latest recurring and pending invoice.
 
-    LABELS: Final = ["account", "invoice", "invoice_type", "status"]
+    The value series carry no ``status``: paying an invoice changes a value and the state
+    set ``softlayer_invoice_status``, never the identity of the value series.
+    """
+
+    LABELS: Final = ["account", "invoice", "invoice_type"]
 
     def __init__(self) -> None:
         def cached(name: str, text: str) -> GaugeMetricFamily:
@@ -125,9 +130,18 @@ class _InvoiceFamilies:
             "softlayer_invoice_closed_timestamp_seconds",
             "When the invoice was closed, unix time; absent while open",
         )
+        self.status = _gauge(
+            "softlayer_invoice_status",
+            "Invoice status as a state set: 1 for the current statusCode, 0 for the other "
+            f"documented ones {CACHED}.",
+            ["account", "invoice", "status"],
+        )
 
     def add(self, account: str, which: str, invoice: InvoiceSummary) -> None:
-        labels = [account, which, invoice.type_code, invoice.status_code]
+        labels = [account, which, code_label(invoice.type_code)]
+        current = code_label(invoice.status_code)
+        for status in (*INVOICE_STATUSES, *((current,) if current not in INVOICE_STATUSES else ())):
+            self.status.add_metric([account, which, status], 1 if status == current else 0)
         self.total.add_metric(labels, _usd(invoice.total_usd))
         self.pre_tax.add_metric(labels, _usd(invoice.pre_tax_usd))
         self.recurring.add_metric(labels, _usd(invoice.recurring_usd))
@@ -152,6 +166,7 @@ class _InvoiceFamilies:
             self.items,
             self.created,
             self.closed,
+            self.status,
         )
 
 
@@ -244,21 +259,31 @@ class SnapshotCollector(Collector):
             "Length of the look-back window (configured invoice_lookback).",
             ["account"],
         )
+        failure = _gauge(
+            "softlayer_invoice_last_payment_failure_timestamp_seconds",
+            "When the newest CLOSED_FAILED invoice created within the look-back window was "
+            f"closed, unix time; absent if none {CACHED}.",
+            ["account"],
+        )
         for snap in snapshots:
             window.add_metric([snap.name], self._config.invoice_lookback_seconds)
             if snap.invoices is None:
                 continue
-            # Every type x status, zeros included, whatever the poller put in the mapping.
-            for type_code in INVOICE_TYPES:
-                for status in INVOICE_STATUSES:
-                    key = (type_code, status)
-                    count.add_metric([snap.name, *key], snap.invoices.counts.get(key, 0))
-                    amount.add_metric(
-                        [snap.name, *key], _usd(snap.invoices.amounts_usd.get(key, Decimal(0)))
-                    )
+            # Every documented type x status, zeros included, whatever the poller put in the
+            # mapping; then the undocumented pairs it saw (bounded by the aggregator).
+            documented = [(t, s) for t in INVOICE_TYPES for s in INVOICE_STATUSES]
+            extra = sorted(set(snap.invoices.counts) - set(documented))
+            for key in (*documented, *extra):
+                count.add_metric([snap.name, *key], snap.invoices.counts.get(key, 0))
+                amount.add_metric(
+                    [snap.name, *key], _usd(snap.invoices.amounts_usd.get(key, Decimal(0)))
+                )
+            if snap.invoices.last_payment_failure is not None:
+                failure.add_metric([snap.name], _ts(snap.invoices.last_payment_failure))
         yield count
         yield amount
         yield window
+        yield failure
 
     def _next_invoice(self, snapshots: list[AccountSnapshot]) -> Iterator[Metric]:
         def account_gauge(name: str, text: str) -> GaugeMetricFamily:
@@ -280,8 +305,29 @@ class SnapshotCollector(Collector):
         )
         category_usd = _gauge(
             "softlayer_next_invoice_category_usd",
-            f"Next-invoice recurring cost of a billing category, children included {CACHED}.",
+            "Next-invoice recurring cost of a billing category, children included: the whole "
+            f'month for billing="monthly", the accrual so far this cycle for "hourly" {CACHED}.',
+            ["account", "category", "billing"],
+        )
+        category_projected = _gauge(
+            "softlayer_next_invoice_category_projected_usd",
+            "Next-invoice recurring cost of a billing category with its hourly items projected "
+            f"to the end of the billing cycle {CACHED}.",
             ["account", "category"],
+        )
+        projected = account_gauge(
+            "softlayer_next_invoice_projected_pre_tax_usd",
+            "Pre-tax total of the next invoice with hourly items projected to the end of the "
+            "billing cycle",
+        )
+        cycle_start = account_gauge(
+            "softlayer_billing_cycle_start_timestamp_seconds",
+            "Start of the account's current billing cycle (billingInfo.lastBillDate), unix time",
+        )
+        cycle_end = account_gauge(
+            "softlayer_billing_cycle_end_timestamp_seconds",
+            "End of the account's current billing cycle, when the next recurring invoice is "
+            "cut (billingInfo.nextBillDate), unix time",
         )
         category_items = _gauge(
             "softlayer_next_invoice_category_items",
@@ -305,16 +351,26 @@ class SnapshotCollector(Collector):
                 one_time.add_metric([snap.name], _usd(summary.next_invoice_one_time_usd))
                 tax.add_metric([snap.name], _usd(summary.next_invoice_tax_usd))
                 items.add_metric([snap.name], summary.next_invoice_item_count)
-            if snap.next_invoice is not None:
-                for category in snap.next_invoice.categories:
+                if summary.billing_cycle is not None:
+                    cycle_start.add_metric([snap.name], _ts(summary.billing_cycle.start))
+                    cycle_end.add_metric([snap.name], _ts(summary.billing_cycle.end))
+            breakdown = snap.next_invoice
+            if breakdown is not None:
+                for category in breakdown.categories:
                     labels = [snap.name, category.code]
-                    category_usd.add_metric(labels, _usd(category.amount_usd))
+                    category_usd.add_metric([*labels, "hourly"], _usd(category.hourly_usd))
+                    category_usd.add_metric([*labels, "monthly"], _usd(category.monthly_usd))
+                    if category.projected_usd is not None:
+                        category_projected.add_metric(labels, _usd(category.projected_usd))
                     category_items.add_metric([*labels, "hourly"], category.hourly_items)
                     category_items.add_metric([*labels, "monthly"], category.monthly_items)
                     category_info.add_metric([*labels, category.name or category.code], {})
-                folded.add_metric([snap.name], snap.next_invoice.folded_categories)
-        yield from (pre_tax, recurring, one_time, tax, items)
-        yield from (category_usd, category_items, category_info, folded)
+                folded.add_metric([snap.name], breakdown.folded_categories)
+                if breakdown.projected_pre_tax_usd is not None:
+                    projected.add_metric([snap.name], _usd(breakdown.projected_pre_tax_usd))
+        yield from (pre_tax, recurring, one_time, tax, items, projected)
+        yield from (category_usd, category_projected, category_items, category_info, folded)
+        yield from (cycle_start, cycle_end)
 
     def _thresholds(self) -> Iterator[Metric]:
         usd = _gauge(
@@ -388,7 +444,8 @@ class SnapshotCollector(Collector):
             ["account"],
         )
         for snap in snapshots:
-            up.add_metric([snap.name], 1 if snap.up else 0)
+            if snap.sources:  # absent until the account's first poll has ended
+                up.add_metric([snap.name], 1 if snap.up else 0)
             for source, status in snap.sources.items():
                 labels = [snap.name, str(source)]
                 source_up.add_metric(labels, 1 if status.up else 0)
@@ -410,8 +467,9 @@ class SnapshotCollector(Collector):
         )
         errors = CounterMetricFamily(
             "softlayer_api_errors_total",
-            "Failed SoftLayer API requests by reason: auth, rate_limited, timeout, server, "
-            "client, decode, network.",
+            "Failed SoftLayer API requests by reason: "
+            + ", ".join(reason.value for reason in ErrorReason)
+            + " (incomplete: a paged list whose completeness could not be proven).",
             labels=["account", "reason"],
         )
         latency = HistogramMetricFamily(

@@ -6,16 +6,35 @@ independently: a failed source keeps its last good data in the new snapshot and 
 down with the failure's reason. Each account's snapshot is built complete and immutable,
 then published with one assignment, so a scrape never sees half a cycle.
 
-SoftLayer calls per account per cycle (with ``P = page_size``, possibly halved):
+SoftLayer calls per account per cycle (with ``P = page_size``, possibly halved, and
+``o = max(2, P // 20)`` rows of overlap; ``W(n) = 1 + ceil((n - P - o) / P)`` for n > P + o,
+else 1, which is never more than ``ceil(n / P)``):
 
 - 1 x ``SoftLayer_Account::getObject`` (sources ``account``, ``latest_recurring_invoice``
   and ``pending_invoice`` from one combined mask);
-- ``max(1, ceil(I / P))`` x ``getInvoices``, I = invoices created in the look-back window
-  (plus one day of margin, because SoftLayer's date filter is coarse; see ``_invoice_filter``);
-- ``max(1, ceil(N / P))`` x ``getNextInvoiceTopLevelBillingItems``, N = top-level items
-  on the next invoice;
+- ``W(I)`` x ``getInvoices``, I = invoices created in the look-back window (plus one day of
+  margin, because SoftLayer's date filter is coarse; see ``_invoice_filter``);
+- ``W(N)`` x ``getNextInvoiceTopLevelBillingItems``, N = top-level items on the next
+  invoice;
 
-plus retries of failed requests and one IAM token exchange when a token is due.
+plus retries of failed requests, one more walk of a list whose completeness could not be
+proven (see :meth:`exporter.softlayer.SoftLayerClient.fetch_pages`), and one IAM token
+exchange when a token is due.
+
+Time: every "now" the poller uses (attempt and success timestamps, the look-back window,
+the hours left in the billing cycle, the next poll's due time) comes from one injectable
+wall clock, ``Poller(config, state, clock=...)``: a callable returning unix seconds,
+:func:`time.time` by default. Durations (``softlayer_poll_duration_seconds``) stay on the
+monotonic clock. A harness can thus run poll cycles in simulated time, e.g. against the
+simulator's billing clock (:class:`exporter.simulator.SimClock`)::
+
+    scenario = Scenario.generate(seed=1, accounts=[AccountSpec(items=50)], now=start)
+    async with SimulatorServer(scenario) as sim:
+        poller = Poller(config, ExporterState(("acct0",)), clock=scenario.clock.time)
+        for _ in range(24 * 31):
+            scenario.advance(timedelta(hours=1))  # the simulated month moves on
+            await poller.poll_once()  # one cycle, stamped with simulated time
+        await poller.aclose()
 """
 
 from __future__ import annotations
@@ -25,7 +44,7 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
@@ -35,7 +54,18 @@ import structlog
 
 from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, Config
-from exporter.snapshot import AccountSnapshot, ExporterState, Source, SourceStatus
+from exporter.snapshot import (
+    INVOICE_STATUSES,
+    INVOICE_TYPES,
+    AccountSnapshot,
+    AccountSummary,
+    ExporterState,
+    InvoiceSummary,
+    NextInvoiceBreakdown,
+    PendingInvoice,
+    Source,
+    SourceStatus,
+)
 from exporter.softlayer import ErrorReason, SoftLayerClient, SoftLayerError
 from exporter.wire import (
     ACCOUNT_MASK,
@@ -47,9 +77,13 @@ from exporter.wire import (
     parse_account_summary,
     parse_latest_recurring_invoice,
     parse_pending_invoice,
+    project_breakdown,
 )
 
-__all__ = ["ACCOUNT_SERVICE", "Poller"]
+__all__ = ["ACCOUNT_SERVICE", "Clock", "Poller"]
+
+#: The poller's wall clock: unix seconds, like :func:`time.time`.
+Clock = Callable[[], float]
 
 ACCOUNT_SERVICE: Final = "SoftLayer_Account"
 #: SoftLayer's date filters compare in the account's (mostly US Central) time zone and on
@@ -58,6 +92,13 @@ ACCOUNT_SERVICE: Final = "SoftLayer_Account"
 _FILTER_MARGIN: Final = timedelta(days=1)
 #: SoftLayer has existed since 2005; a longer window is "all invoices" and must not overflow.
 _MAX_LOOKBACK: Final = timedelta(days=100 * 366)
+#: Walks of one list per poll: one retry when the first cannot prove it saw every row.
+_WALKS_PER_POLL: Final = 2
+#: A fresh aggregator for one walk: its page consumer and its result.
+_Aggregator = tuple[Callable[[list[Any]], object], Callable[[], Any]]
+#: Undocumented codes remembered per account so that each is logged once (bounded).
+_MAX_REPORTED_CODES: Final = 64
+_DOCUMENTED_CODES: Final = {"type": frozenset(INVOICE_TYPES), "status": frozenset(INVOICE_STATUSES)}
 _ORDER_BY_ID: Final = {"operation": "orderBy", "options": [{"name": "sort", "value": ["ASC"]}]}
 #: Snapshot field fed by each source.
 _FIELDS: Final = {
@@ -91,21 +132,30 @@ def _failed(source: Source, exc: Exception) -> _Outcome:
 class _AccountPoller:
     """Polls one account and carries its last good data from cycle to cycle."""
 
-    def __init__(self, account: AccountConfig, config: Config, client: SoftLayerClient) -> None:
+    def __init__(
+        self, account: AccountConfig, config: Config, client: SoftLayerClient, clock: Clock
+    ) -> None:
         self.account = account
         self._config = config
         self._client = client
+        self._clock = clock
         self._stats_account = account.name
+        self._reported_codes: set[tuple[str, str]] = set()
+        #: Extra fields of this poll's canonical log event (lists walked twice, new codes).
+        self._notes: dict[str, list[str]] = {}
         self.snapshot = AccountSnapshot(name=account.name)
 
     async def poll(self, stats: ApiStats, next_poll: float | None) -> AccountSnapshot:
         started = time.monotonic()
-        now = time.time()
+        now = self._clock()
+        self._notes = {}
         requests_before = self._client.api_requests
         groups = await asyncio.gather(
-            self._account_object(stats), self._invoices(stats), self._next_invoice_items(stats)
+            self._account_object(stats),
+            self._invoices(stats, now),
+            self._next_invoice_items(stats),
         )
-        outcomes = [outcome for group in groups for outcome in group]
+        outcomes = self._forecast([outcome for group in groups for outcome in group], now)
         snapshot = self._build(outcomes, now, time.monotonic() - started, next_poll)
         self.snapshot = snapshot
         failed = sorted(o.source.value for o in outcomes if not o.ok)
@@ -119,6 +169,7 @@ class _AccountPoller:
             requests=self._client.api_requests - requests_before,
             sources_failed=failed,
             errors={o.source.value: o.error for o in outcomes if not o.ok},
+            **self._notes,
         )
         return snapshot
 
@@ -149,6 +200,63 @@ class _AccountPoller:
             **data,
         )
 
+    def _forecast(self, outcomes: list[_Outcome], now: float) -> list[_Outcome]:
+        """Publish the next-invoice forecast whole or not at all (see AccountSnapshot).
+
+        The forecast is the account object's next-invoice totals plus the item breakdown,
+        projected to the end of the billing cycle; both come from this poll or both keep
+        their previous values.
+        """
+        by_source = {outcome.source: outcome for outcome in outcomes}
+        account = by_source[Source.ACCOUNT]
+        items = by_source[Source.NEXT_INVOICE_ITEMS]
+        previous = self.snapshot.summary
+        if account.ok and items.ok:
+            summary: AccountSummary = account.value
+            breakdown: NextInvoiceBreakdown = items.value
+            cycle = summary.billing_cycle
+            if cycle is not None:
+                breakdown = project_breakdown(
+                    breakdown, summary.next_invoice_pre_tax_usd, cycle.hours_left(now)
+                )
+            items = replace(items, value=breakdown)
+        elif account.ok and previous is not None:
+            # The walk failed: the fresh balance is published, the forecast totals are not.
+            held = replace(
+                account.value,
+                next_invoice_pre_tax_usd=previous.next_invoice_pre_tax_usd,
+                next_invoice_recurring_usd=previous.next_invoice_recurring_usd,
+                next_invoice_one_time_usd=previous.next_invoice_one_time_usd,
+                next_invoice_tax_usd=previous.next_invoice_tax_usd,
+                next_invoice_item_count=previous.next_invoice_item_count,
+            )
+            account = replace(account, value=held)
+        elif not account.ok and items.ok:
+            items = _Outcome(
+                Source.NEXT_INVOICE_ITEMS,
+                ok=False,
+                error=f"not published: the account object failed in the same poll "
+                f"({account.error})",
+                reason=account.reason,
+            )
+        by_source[Source.ACCOUNT] = account
+        by_source[Source.NEXT_INVOICE_ITEMS] = items
+        return [by_source[outcome.source] for outcome in outcomes]
+
+    def _report_codes(self, codes: list[tuple[str, str]]) -> None:
+        """Log each undocumented invoice type/status code once per account (bounded).
+
+        The first poll that sees a code names it in its ``poll`` event
+        (``undocumented_codes``, e.g. ``"status:DISPUTED"``); later polls do not repeat it.
+        """
+        for kind, code in codes:
+            if code in _DOCUMENTED_CODES[kind] or (kind, code) in self._reported_codes:
+                continue
+            if len(self._reported_codes) >= _MAX_REPORTED_CODES:
+                return
+            self._reported_codes.add((kind, code))
+            self._notes.setdefault("undocumented_codes", []).append(f"{kind}:{code[:64]}")
+
     async def _account_object(self, stats: ApiStats) -> list[_Outcome]:
         """Fetch sources account, latest_recurring_invoice and pending_invoice: one getObject."""
         sources = (Source.ACCOUNT, Source.LATEST_RECURRING_INVOICE, Source.PENDING_INVOICE)
@@ -172,28 +280,42 @@ class _AccountPoller:
                 outcomes.append(_failed(source, exc))
         if any(not o.ok for o in outcomes):
             stats.record_error(self._stats_account, ErrorReason.DECODE)  # one bad response
+        for outcome in outcomes:
+            invoice = outcome.value
+            if isinstance(invoice, PendingInvoice):
+                invoice = invoice.invoice
+            if isinstance(invoice, InvoiceSummary):
+                self._report_codes([("type", invoice.type_code), ("status", invoice.status_code)])
         return outcomes
 
-    async def _invoices(self, stats: ApiStats) -> list[_Outcome]:
+    async def _invoices(self, stats: ApiStats, now: float) -> list[_Outcome]:
         """Fetch source invoices: the look-back window, paged."""
         lookback = min(self._config.invoice_lookback_seconds, _MAX_LOOKBACK.total_seconds())
-        since = datetime.now(UTC) - timedelta(seconds=max(0.0, lookback))
-        window = InvoiceWindowAggregator(since)
-        return [
-            await self._paged(
-                stats,
-                Source.INVOICES,
-                method="getInvoices",
-                mask=WINDOW_INVOICE_MASK,
-                object_filter=_invoice_filter(since),
-                consume=window.add_page,
-                result=window.result,
-            )
-        ]
+        since = datetime.fromtimestamp(now, UTC) - timedelta(seconds=max(0.0, lookback))
+        windows: list[InvoiceWindowAggregator] = []
+
+        def fresh() -> _Aggregator:
+            windows.append(InvoiceWindowAggregator(since))
+            return windows[-1].add_page, windows[-1].result
+
+        outcome = await self._paged(
+            stats,
+            Source.INVOICES,
+            method="getInvoices",
+            mask=WINDOW_INVOICE_MASK,
+            object_filter=_invoice_filter(since),
+            aggregator=fresh,
+        )
+        self._report_codes(windows[-1].undocumented)
+        return [outcome]
 
     async def _next_invoice_items(self, stats: ApiStats) -> list[_Outcome]:
         """Fetch source next_invoice_items: top-level items folded into category totals."""
-        categories = CategoryAggregator()
+
+        def fresh() -> _Aggregator:
+            categories = CategoryAggregator()
+            return categories.add_page, lambda: categories.result(self._config.top_categories)
+
         return [
             await self._paged(
                 stats,
@@ -201,8 +323,7 @@ class _AccountPoller:
                 method="getNextInvoiceTopLevelBillingItems",
                 mask=NEXT_INVOICE_ITEM_MASK,
                 object_filter={"nextInvoiceTopLevelBillingItems": {"id": _ORDER_BY_ID}},
-                consume=categories.add_page,
-                result=lambda: categories.result(self._config.top_categories),
+                aggregator=fresh,
             )
         ]
 
@@ -214,14 +335,32 @@ class _AccountPoller:
         method: str,
         mask: str,
         object_filter: dict[str, Any],
-        consume: Callable[[list[Any]], None],
-        result: Callable[[], Any],
+        aggregator: Callable[[], _Aggregator],
     ) -> _Outcome:
+        """Walk a list into a fresh aggregator; a walk not proven complete is retried once.
+
+        The second walk starts from an empty aggregator, so nothing of the first one can mix
+        in; if it cannot prove completeness either, the source is down (``incomplete``) and
+        keeps its last good figures: a partial sum is never served as up.
+        """
         try:
-            await self._client.fetch_pages(
-                ACCOUNT_SERVICE, method, mask=mask, object_filter=object_filter, consume=consume
-            )
-            return _Outcome(source, ok=True, value=result())
+            for attempt in range(_WALKS_PER_POLL):
+                consume, result = aggregator()
+                try:
+                    await self._client.fetch_pages(
+                        ACCOUNT_SERVICE,
+                        method,
+                        mask=mask,
+                        object_filter=object_filter,
+                        consume=consume,
+                    )
+                except SoftLayerError as exc:
+                    if exc.reason is ErrorReason.INCOMPLETE and attempt + 1 < _WALKS_PER_POLL:
+                        # Named in the poll event (lists_walked_twice), not logged apart.
+                        self._notes.setdefault("lists_walked_twice", []).append(source.value)
+                        continue
+                    raise
+                return _Outcome(source, ok=True, value=result())
         except SoftLayerError as exc:
             return _failed(source, exc)
         except DecodeError as exc:
@@ -230,6 +369,7 @@ class _AccountPoller:
         except Exception as exc:  # a bug must not stop the other sources
             _log.exception("source_crashed", account=self.account.name, source=source.value)
             return _failed(source, exc)
+        raise AssertionError("unreachable: the last walk returns or raises")  # pragma: no cover
 
 
 def _invoice_filter(since: datetime) -> dict[str, Any]:
@@ -253,11 +393,17 @@ class Poller:
     """
 
     def __init__(
-        self, config: Config, state: ExporterState, *, rng: random.Random | None = None
+        self,
+        config: Config,
+        state: ExporterState,
+        *,
+        rng: random.Random | None = None,
+        clock: Clock = time.time,
     ) -> None:
         self.config = config
         self.state = state
         self.api_stats = ApiStats()
+        self.clock = clock  # every "now" of the poll cycles (see the module docstring)
         self._rng = rng or random.Random()  # noqa: S311  jitter, not cryptography
         self._session: aiohttp.ClientSession | None = None
         self._accounts: list[_AccountPoller] = []
@@ -275,6 +421,7 @@ class Poller:
                     account,
                     self.config,
                     SoftLayerClient(account, self.config, self._session, self.api_stats),
+                    self.clock,
                 )
                 for account in self.config.accounts
             ]
@@ -282,7 +429,7 @@ class Poller:
 
     async def poll_once(self) -> bool:
         """Poll every account once and publish; True when every source succeeded."""
-        return await self._cycle(next_poll=time.time() + self.config.poll_interval_seconds)
+        return await self._cycle(next_poll=self.clock() + self.config.poll_interval_seconds)
 
     async def _cycle(self, next_poll: float) -> bool:
         accounts = self._ensure_started()
@@ -315,12 +462,12 @@ class Poller:
         the interrupted accounts keep their previous ones.
         """
         while not stop.is_set():
-            started = time.time()
+            started = self.clock()
             due = started + self._next_delay()
             finished = await _unless_stopped(self._cycle(next_poll=due), stop)
             if not finished:
                 return
-            remaining = due - time.time()
+            remaining = due - self.clock()
             if remaining > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=remaining)

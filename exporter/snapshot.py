@@ -12,6 +12,7 @@ not want binary rounding in sums over 100,000 items.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,9 +24,12 @@ from typing import Final
 __all__ = [
     "INVOICE_STATUSES",
     "INVOICE_TYPES",
+    "MAX_UNDOCUMENTED_CODES",
     "OTHER_CATEGORY",
+    "UNKNOWN_CODE",
     "AccountSnapshot",
     "AccountSummary",
+    "BillingCycle",
     "CategoryTotals",
     "ExporterState",
     "InvoiceSummary",
@@ -34,6 +38,7 @@ __all__ = [
     "PendingInvoice",
     "Source",
     "SourceStatus",
+    "code_label",
 ]
 
 #: Every invoice type SoftLayer documents; window metrics always carry all of them.
@@ -49,6 +54,20 @@ INVOICE_TYPES: Final = (
 INVOICE_STATUSES: Final = ("OPEN", "CLOSED", "CLOSED_FAILED")
 #: Category label value that the categories beyond the configured top-N are folded into.
 OTHER_CATEGORY: Final = "other"
+#: Label value of a type or status code that cannot be exported under its own name: one that
+#: does not look like a SoftLayer code, or one past :data:`MAX_UNDOCUMENTED_CODES`.
+UNKNOWN_CODE: Final = "UNKNOWN"
+#: Undocumented type (and, separately, status) codes exported under their own name per account
+#: and poll; further ones are counted under :data:`UNKNOWN_CODE`. Bounds the label set.
+MAX_UNDOCUMENTED_CODES: Final = 4
+#: What a SoftLayer type or status code looks like (``RECURRING``, ``ONE-TIME-CHARGE``,
+#: ``CLOSED_FAILED``): anything else (free text, empty, very long) is not a label value.
+_CODE_SHAPE: Final = re.compile(r"[A-Z][A-Z0-9_-]{0,39}")
+
+
+def code_label(code: str) -> str:
+    """Return ``code`` if it has the shape of a SoftLayer code, else :data:`UNKNOWN_CODE`."""
+    return code if _CODE_SHAPE.fullmatch(code) else UNKNOWN_CODE
 
 
 class Source(StrEnum):
@@ -62,8 +81,30 @@ class Source(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class BillingCycle:
+    """The account's current billing cycle, from ``SoftLayer_Account.billingInfo``.
+
+    ``end`` is ``nextBillDate`` (the anniversary the next recurring invoice is cut on);
+    ``start`` is ``lastBillDate``, or one month before ``end`` when SoftLayer sends none.
+    """
+
+    start: datetime
+    end: datetime
+
+    def hours_left(self, now: float) -> Decimal:
+        """Hours from ``now`` (unix time) to the end of the cycle, never negative."""
+        seconds = max(0.0, self.end.timestamp() - now)
+        return Decimal(repr(seconds)) / 3600
+
+
+@dataclass(frozen=True, slots=True)
 class AccountSummary:
-    """Account identity, balance and the next invoice's totals (one getObject call)."""
+    """Account identity, balance and the next invoice's totals (one getObject call).
+
+    The ``next_invoice_*`` totals belong to the next-invoice forecast: the poller publishes
+    them only together with the item breakdown of the same poll (see
+    :class:`AccountSnapshot`).
+    """
 
     account_id: int
     company_name: str
@@ -73,6 +114,7 @@ class AccountSummary:
     next_invoice_one_time_usd: Decimal
     next_invoice_tax_usd: Decimal
     next_invoice_item_count: int
+    billing_cycle: BillingCycle | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,23 +152,42 @@ class InvoiceWindow:
     """Invoices created since ``since``, counted and summed per (type, status).
 
     ``counts`` and ``amounts_usd`` hold every pair of :data:`INVOICE_TYPES` x
-    :data:`INVOICE_STATUSES`, zeros included, so series never appear or vanish.
+    :data:`INVOICE_STATUSES`, zeros included, so series never appear or vanish, plus the
+    pairs of undocumented codes seen in this window (bounded, see :func:`code_label`).
+    ``last_payment_failure`` is the ``closedDate`` of the newest ``CLOSED_FAILED`` invoice
+    in the window, if any.
     """
 
     since: datetime
     counts: Mapping[tuple[str, str], int]
     amounts_usd: Mapping[tuple[str, str], Decimal]
+    last_payment_failure: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CategoryTotals:
-    """Next-invoice cost of one billing category (``categoryCode``), children included."""
+    """Next-invoice cost of one billing category (``categoryCode``), children included.
+
+    ``amount_usd`` is what the next invoice would bill if it were cut now: the whole month
+    of monthly items plus the month-to-date accrual of hourly items (``hourly_usd``).
+    ``hourly_rate_usd`` is the summed effective hourly rate of the hourly items;
+    ``projected_usd`` (set by the poller, which knows the time and the cycle) is the amount
+    with the hourly part projected to the end of the billing cycle.
+    """
 
     code: str
     name: str
     amount_usd: Decimal
     hourly_items: int
     monthly_items: int
+    hourly_usd: Decimal = Decimal(0)
+    hourly_rate_usd: Decimal = Decimal(0)
+    projected_usd: Decimal | None = None
+
+    @property
+    def monthly_usd(self) -> Decimal:
+        """The monthly items' part of the amount (the whole month)."""
+        return self.amount_usd - self.hourly_usd
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +196,14 @@ class NextInvoiceBreakdown:
 
     ``categories`` holds at most the configured top-N by amount plus one
     :data:`OTHER_CATEGORY` entry; ``folded_categories`` counts what went into it.
+    ``projected_pre_tax_usd`` is the account's next-invoice pre-tax total with the hourly part
+    projected to the end of the cycle (set by the poller together with the categories).
     """
 
     categories: tuple[CategoryTotals, ...]
     folded_categories: int
     item_count: int
+    projected_pre_tax_usd: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +214,7 @@ class SourceStatus:
     last_attempt: float  # unix time
     last_success: float | None  # unix time of the last attempt that succeeded
     last_error: str | None = None  # short, secret-free message of the latest failure
-    last_error_reason: str | None = None  # auth|rate_limited|timeout|server|client|decode|network
+    last_error_reason: str | None = None  # an ErrorReason value (exporter.softlayer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +223,15 @@ class AccountSnapshot:
 
     A data field is ``None`` only when its source has never succeeded; after a failure the
     poller carries the previous value forward and marks the source down in ``sources``.
+
+    Figures computed together are published together: the next-invoice forecast (the
+    ``next_invoice_*`` totals of ``summary``, the categories and the projections in
+    ``next_invoice``) is replaced only when the account object and the item walk both
+    succeeded in the same poll; otherwise all of it keeps its previous values and the
+    ``next_invoice_items`` source is reported down (with the account object's failure when
+    that was the cause), so that source's health is the forecast's freshness. The account's
+    identity, balance and billing cycle follow the ``account`` source alone.
+    ``sources`` is empty until the first poll ended.
     """
 
     name: str  # the configured account name, the ``account`` label

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import random
 import time
@@ -53,16 +54,23 @@ class ErrorReason(StrEnum):
     """Why a request failed; the ``reason`` label of ``softlayer_api_errors_total``."""
 
     AUTH = "auth"
+    PERMISSION = "permission"  # authenticated, but the user may not see this
     RATE_LIMITED = "rate_limited"
     TIMEOUT = "timeout"
     SERVER = "server"
     CLIENT = "client"
     DECODE = "decode"
     NETWORK = "network"
+    MASK = "mask"  # the objectMask names a property SoftLayer does not know
+    PARSE = "parse"  # SoftLayer could not parse the mask or filter
+    VALIDATION = "validation"  # SoftLayer rejected a value of the request
+    INCOMPLETE = "incomplete"  # a paged list whose completeness could not be proven
 
 
-#: Reasons where the same request may succeed a moment later. Auth, client and decode
-#: failures repeat identically, so retrying them only burns the rate budget.
+#: Reasons where the same request may succeed a moment later. Auth, permission, client,
+#: decode, mask, parse and validation failures repeat identically (SoftLayer sends several
+#: of them with HTTP 500, softlayer-python#2088, maximilien/softlayer-go#136), so retrying
+#: them only burns the rate budget; softlayer-go retries only rate limits and timeouts.
 RETRYABLE_REASONS: Final = frozenset(
     {ErrorReason.RATE_LIMITED, ErrorReason.TIMEOUT, ErrorReason.SERVER, ErrorReason.NETWORK}
 )
@@ -71,13 +79,33 @@ IAM_METHOD: Final = "iam_token"
 
 _RATE_LIMIT_CODE: Final = "SoftLayer_Exception_WebService_RateLimitExceeded"
 _EXPIRED_BEARER_CODE: Final = "SoftLayer_Exception_Account_Authentication_AccessTokenValidation"
+#: SoftLayer exception classes (the ``code`` of an error body) that name a defect of the
+#: request, whatever the HTTP status: matched as prefixes, most specific first.
+#: Mask: "Property 'x' not valid for 'SoftLayer_Hardware_Server'" (softlayer-python#1088).
+#: Parse: "Error on line 1 at column 254: Expected PROPERTY" (softlayer-python#345).
+#: Validation: SoftLayer_Exception_InvalidValue and the malformed-request
+#: SoftLayer_Exception_WebService_BadRequest (SLDN exception-handling article).
+#: Permission: SoftLayer_Exception_PermissionDenied (SLDN reference "Error Handling" sections,
+#: e.g. SoftLayer_User_Customer::addHardwareAccess) and SoftLayer_Exception_User_Permission_*.
+_CODE_REASONS: Final = (
+    ("SoftLayer_Exception_WebService_ObjectMask", ErrorReason.MASK),
+    ("SoftLayer_Exception_ObjectMask", ErrorReason.MASK),
+    ("SoftLayer_Exception_Common_Parser", ErrorReason.PARSE),
+    ("SoftLayer_Exception_WebService_ObjectFilter", ErrorReason.PARSE),
+    ("SoftLayer_Exception_InvalidValue", ErrorReason.VALIDATION),
+    ("SoftLayer_Exception_InvalidData", ErrorReason.VALIDATION),
+    ("SoftLayer_Exception_WebService_BadRequest", ErrorReason.VALIDATION),
+    ("SoftLayer_Exception_PermissionDenied", ErrorReason.PERMISSION),
+    ("SoftLayer_Exception_User_Permission", ErrorReason.PERMISSION),
+)
 _INTERNAL_ERROR: Final = "internal error"
 _IAM_GRANT: Final = "urn:ibm:params:oauth:grant-type:apikey"
 #: Re-exchange an IAM token once this fraction of its lifetime has passed.
 _TOKEN_REFRESH_FRACTION: Final = 0.9
-#: Paging without ``SoftLayer-Total-Items`` walks page by page; this bounds a server that
-#: ignores the offset and would otherwise send the same full page forever.
-_MAX_SEQUENTIAL_PAGES: Final = 10_000
+#: Pages one walk may take: bounds a server that ignores the offset or whose total lies.
+_MAX_PAGES: Final = 10_000
+#: Clean walks after which a page size halved by a too-big-page error doubles again.
+_GROW_AFTER_CLEAN_WALKS: Final = 5
 _MAX_MESSAGE_CHARS: Final = 200
 #: Halve a page at most this many times (100 -> 12): a method that fails even then is down,
 #: and shrinking further would multiply the calls of every later cycle.
@@ -118,6 +146,16 @@ class SoftLayerError(Exception):
     def internal_error(self) -> bool:
         """True for SoftLayer's ``Internal Error``, which usually means "asked too much"."""
         return self.reason is ErrorReason.SERVER and _INTERNAL_ERROR in str(self).lower()
+
+    @property
+    def page_too_big(self) -> bool:
+        """True for answers that a smaller page may avoid: ``Internal Error`` or a timeout.
+
+        "usually the `Internal Error` messages from the API are because you are trying to
+        retrieve a lot of data with only one request" (softlayer-python#1124); SLDN's samples
+        page by 100 "to avoid limitSize or timeout errors".
+        """
+        return self.internal_error or self.reason is ErrorReason.TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +229,9 @@ class SoftLayerClient:
         self._timeout = aiohttp.ClientTimeout(total=config.request_timeout_seconds)
         self._limiter = RateLimiter(config.max_requests_per_second)
         self._slots = asyncio.Semaphore(max(1, config.max_concurrent_requests))
-        self._page_sizes: dict[str, int] = {}
+        self._page_sizes: dict[str, int] = {}  # Service::method -> page size, if halved
+        self._clean_walks: dict[str, int] = {}  # walks without a too-big page since halving
+        self._caps: dict[str, int] = {}  # Service::method -> rows the server serves at most
         self._token: str | None = None
         self._token_refresh_at = 0.0
         self._token_lock = asyncio.Lock()
@@ -208,8 +248,12 @@ class SoftLayerClient:
     # -- public API -----------------------------------------------------------------
 
     def page_size(self, service: str, method: str) -> int:
-        """Return the page size of a method: configured, or halved after Internal Errors."""
+        """Return the page size of a method: configured, or halved after too-big pages."""
         return self._page_sizes.get(f"{service}::{method}", self._config.page_size)
+
+    def page_cap(self, service: str, method: str) -> int | None:
+        """Return the most rows the server was seen to serve per page of a method, if capped."""
+        return self._caps.get(f"{service}::{method}")
 
     async def call(
         self,
@@ -228,104 +272,83 @@ class SoftLayerClient:
         service: str,
         method: str,
         *,
-        consume: Callable[[list[Any]], None],
+        consume: Callable[[list[Any]], object],
         mask: str | None = None,
         object_filter: Mapping[str, Any] | None = None,
     ) -> None:
-        """Fetch every page of a list method and hand each page to ``consume``.
+        """Fetch every page of a list method, hand each to ``consume``, prove nothing is lost.
 
-        Pages reach ``consume`` in completion order, not offset order, so it must be
-        order-independent (a sum). ``object_filter`` should order by ``id`` so that pages
-        do not overlap or skip. The first page tells the total; the rest are fetched
-        concurrently. If ``consume`` or any page fails, the other pages are cancelled and
-        the error propagates.
+        ``object_filter`` must order by ``id`` ascending (SoftLayer's default order is the
+        database's, ``softlayer-api.md`` section 1.6); the rows must carry ``id``. Pages reach
+        ``consume`` in completion order and overlap (each re-reads the last rows of the one
+        before), so ``consume`` must be order-independent and deduplicate by id; if it returns
+        an int, that is the number of rows it had not seen, used for the count check below.
+
+        The walk is *proven complete* (see docs/reliability.md, "Paging") when, at the time
+        each page was read: page after page overlaps by id (a row removed before a page's
+        offset shifts it, the overlap absorbs that, and a gap shows as a page starting past
+        the previous page's last id), the last page ends at its own ``SoftLayer-Total-Items``
+        (without the header: a page brings no id past the last one seen), and, when every
+        page reported the same total, the distinct ids equal it. Anything else raises
+        :class:`SoftLayerError` with reason ``incomplete``: the caller retries the list once,
+        then reports the source down instead of serving a partial sum. If ``consume`` or a
+        page fails, the other pages are cancelled and the error propagates.
         """
         query = _Query(service, method, mask, object_filter)
-        size = self.page_size(service, method)
-        first: Page | None = None
-        while first is None:
-            splittable = size > self._min_page_size
-            try:
-                first = await self._request(query, (0, size), split_on_internal=splittable)
-            except SoftLayerError as err:
-                if not (err.internal_error and splittable):
-                    raise
-                size = max(self._min_page_size, size // 2)
-        self._remember_size(query, size)
-        page = _as_list(first.body)
-        consume(page)
-        total = first.total_items
-        if total is None:
-            await self._walk_sequentially(query, page, size, consume)
-            return
-        if len(page) >= total or not page:
-            return
-        # A server that caps pages below what we asked for is stepped through at its size.
-        size = min(size, len(page))
-        # A few workers pull offsets from one shared iterator (one event loop, so no lock)
-        # rather than one task per page up front: 2,000 pending tasks at 200k items was the
-        # other part of a refresh's memory that grew with the account.
-        offsets = iter(range(size, total, size))
-
-        async def worker() -> None:
-            for offset in offsets:
-                await self._fetch_range(query, offset, size, consume)
-
-        workers = min(max(1, self._config.max_concurrent_requests), -(-(total - size) // size))
-        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+        walk = _Walk(self, query, consume)
         try:
-            for next_done in asyncio.as_completed(tasks):
-                await next_done
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await walk.run()
+        except SoftLayerError as err:
+            if err.reason is ErrorReason.INCOMPLETE:
+                self._stats.record_error(self.account.name, ErrorReason.INCOMPLETE)
+            raise
+        self._walk_done(query, walk.size_errors)
 
     # -- paging internals -----------------------------------------------------------
 
-    def _remember_size(self, query: _Query, size: int) -> None:
-        if size < self._page_sizes.get(query.key, self._config.page_size):
-            self._page_sizes[query.key] = size
+    def _wire_limit(self, key: str) -> tuple[int, int]:
+        """``(resultLimit, overlap)`` of the next walk of a method (size and learned cap)."""
+        step = self._page_sizes.get(key, self._config.page_size)
+        overlap = _overlap(step)
+        limit = step + overlap
+        cap = self._caps.get(key)
+        if cap is not None and cap < limit:
+            limit = cap
+            overlap = min(overlap, max(0, cap - 1))
+        return limit, overlap
 
-    async def _walk_sequentially(
-        self, query: _Query, page: list[Any], size: int, consume: Callable[[list[Any]], None]
-    ) -> None:
-        # Without SoftLayer-Total-Items the only safe end is a short page. softlayer-python
-        # stops after the first page here and silently under-reports; we keep going.
-        offset = len(page)
-        pages = 1
-        while len(page) == size:
-            if pages >= _MAX_SEQUENTIAL_PAGES:
-                raise SoftLayerError(ErrorReason.DECODE, "paging did not end", method=query.key)
-            result = await self._request(query, (offset, size))
-            page = _as_list(result.body)
-            consume(page)
-            offset += len(page)
-            pages += 1
+    def _can_shrink(self, key: str) -> bool:
+        return self._page_sizes.get(key, self._config.page_size) > self._min_page_size
 
-    async def _fetch_range(
-        self,
-        query: _Query,
-        offset: int,
-        limit: int,
-        consume: Callable[[list[Any]], None],
-        *,
-        halved: bool = False,
-    ) -> None:
-        splittable = limit > self._min_page_size
-        try:
-            result = await self._request(query, (offset, limit), split_on_internal=splittable)
-        except SoftLayerError as err:
-            if not (err.internal_error and splittable):
-                raise
-            half = max(self._min_page_size, limit // 2)
-            await self._fetch_range(query, offset, half, consume, halved=True)
-            await self._fetch_range(query, offset + half, limit - half, consume, halved=True)
+    def _shrink(self, key: str) -> int:
+        """Halve a method's page after a too-big-page error; returns the new wire limit."""
+        step = self._page_sizes.get(key, self._config.page_size)
+        self._page_sizes[key] = max(self._min_page_size, step // 2)
+        self._clean_walks[key] = 0
+        return self._wire_limit(key)[0]
+
+    def _walk_done(self, query: _Query, size_errors: int) -> None:
+        """Grow a shrunken page size back after enough clean walks (the outage passed)."""
+        key = query.key
+        if size_errors:
+            self._clean_walks[key] = 0
             return
-        if halved:
-            # Only a size that worked is remembered: a passing outage must not shrink pages.
-            self._remember_size(query, limit)
-        consume(_as_list(result.body))
+        step = self._page_sizes.get(key)
+        if step is None or step >= self._config.page_size:
+            return
+        self._clean_walks[key] = self._clean_walks.get(key, 0) + 1
+        if self._clean_walks[key] >= _GROW_AFTER_CLEAN_WALKS:
+            self._clean_walks[key] = 0
+            grown = min(self._config.page_size, step * 2)
+            if grown >= self._config.page_size:
+                del self._page_sizes[key]
+            else:
+                self._page_sizes[key] = grown
+
+    def _learn_cap(self, key: str, rows: int) -> None:
+        """Remember that the server answers at most ``rows`` rows per page of a method."""
+        if rows > 0:
+            self._caps[key] = min(rows, self._caps.get(key, rows))
 
     # -- one request, with retries --------------------------------------------------
 
@@ -334,7 +357,7 @@ class SoftLayerClient:
         query: _Query,
         result_limit: tuple[int, int] | None,
         *,
-        split_on_internal: bool = False,
+        split_on_size: bool = False,
     ) -> Page:
         url = f"{self._endpoint}/{query.service}/{query.method}.json"
         params: dict[str, str] = {}
@@ -365,7 +388,7 @@ class SoftLayerClient:
                     token_renewed = True
                     self._token = None
                     continue
-                if split_on_internal and err.internal_error:
+                if split_on_size and err.page_too_big:
                     raise  # the pager answers this with smaller pages, not the same one again
                 failures += 1
                 if not err.retryable or failures >= attempts:
@@ -584,16 +607,30 @@ def _error_fields(body: Any) -> tuple[str | None, str] | None:
 
 
 def _classify(status: int, code: str | None) -> ErrorReason:
-    """Map an HTTP status and SoftLayer exception code to an error reason."""
+    """Map an HTTP status and SoftLayer exception code to an error reason.
+
+    SoftLayer's ``code`` decides first: it sends mask, parse, validation, permission, rate
+    limit and expired-token errors all with HTTP 500 (``softlayer-api.md`` section 2.2), so
+    the status alone would call every one of them a retryable server error.
+    """
+    by_code = next(
+        (reason for prefix, reason in _CODE_REASONS if code and code.startswith(prefix)), None
+    )
     if code == _RATE_LIMIT_CODE or status == 429:
-        return ErrorReason.RATE_LIMITED
-    if code == _EXPIRED_BEARER_CODE or status in (401, 403):
-        return ErrorReason.AUTH
-    if status in (408, 504):
-        return ErrorReason.TIMEOUT
-    if status >= 500 or 200 <= status < 300:
-        return ErrorReason.SERVER  # includes the Internal Error sent with HTTP 200
-    return ErrorReason.CLIENT
+        reason = ErrorReason.RATE_LIMITED
+    elif code == _EXPIRED_BEARER_CODE or status == 401:
+        reason = ErrorReason.AUTH
+    elif by_code is not None:
+        reason = by_code
+    elif status == 403:
+        reason = ErrorReason.PERMISSION
+    elif status in (408, 504):
+        reason = ErrorReason.TIMEOUT
+    elif status >= 500 or 200 <= status < 300:
+        reason = ErrorReason.SERVER  # includes the Internal Error sent with HTTP 200
+    else:
+        reason = ErrorReason.CLIENT
+    return reason
 
 
 def _token_lifetime(body: Mapping[str, Any]) -> float | None:
@@ -611,3 +648,265 @@ def _token_lifetime(body: Mapping[str, Any]) -> float | None:
         if remaining > 0:
             return remaining
     return None
+
+
+# -- paging that proves completeness ----------------------------------------------------------
+
+
+def _overlap(step: int) -> int:
+    """Return how many rows each page re-reads from the one before (5 at the default 100).
+
+    A page then still meets the one before after up to that many - 1 rows before it were
+    removed while the list was walked.
+    """
+    return max(2, step // 20)
+
+
+def _pages_for(total: int, limit: int, step: int) -> int:
+    """Pages of ``limit`` rows, ``step`` apart, that cover ``total`` rows (at least one)."""
+    if total <= limit:
+        return 1
+    return 1 + -(-(total - limit) // step)
+
+
+def _row_ids(rows: list[Any], method: str) -> list[int]:
+    """Return the ``id`` of every row of a page (JSON integers, as SoftLayer sends them)."""
+    ids = []
+    for row in rows:
+        row_id = row.get("id") if isinstance(row, dict) else None
+        if isinstance(row_id, str) and row_id.isdigit():
+            row_id = int(row_id)  # some samples carry ids as strings; the parser accepts them
+        if isinstance(row_id, Decimal) and row_id == row_id.to_integral_value():
+            row_id = int(row_id)
+        if not isinstance(row_id, int) or isinstance(row_id, bool):
+            raise SoftLayerError(
+                ErrorReason.DECODE, "a list row without an integer id", method=method
+            )
+        ids.append(row_id)
+    return ids
+
+
+@dataclass(slots=True)
+class _Segment:
+    """What one page answer covered: where it started, what it asked and got, which ids."""
+
+    offset: int
+    limit: int
+    count: int
+    first: int | None  # smallest id (rows ascend by id)
+    last: int | None  # largest id
+    total: int | None  # its SoftLayer-Total-Items
+
+    @property
+    def proves_end(self) -> bool:
+        """Whether this page reached the end of the list as SoftLayer counted it then."""
+        return self.total is not None and self.offset + self.count >= self.total
+
+
+class _Walk:
+    """One walk over a paged list; see :meth:`SoftLayerClient.fetch_pages`."""
+
+    def __init__(
+        self, client: SoftLayerClient, query: _Query, consume: Callable[[list[Any]], object]
+    ) -> None:
+        self.client = client
+        self.query = query
+        self.key = query.key
+        self.consume = consume
+        self.segments: list[_Segment] = []
+        self.distinct = 0  # rows consume() had not seen, summed over the pages
+        self.counting = True  # consume() reports new rows
+        self.size_errors = 0
+
+    def incomplete(self, why: str) -> SoftLayerError:
+        """Build the error that fails this walk (the caller retries the list once)."""
+        return SoftLayerError(
+            ErrorReason.INCOMPLETE, f"list not proven complete: {why}", method=self.key
+        )
+
+    async def run(self) -> None:
+        """Walk the list: concurrently after a first page with a total, else one by one."""
+        limit, _ = self.client._wire_limit(self.key)
+        first, limit = await self.first_page(limit)
+        limit, overlap = self.client._wire_limit(self.key)  # the first page's, maybe halved
+        if first.total is not None and first.count < limit and not first.proves_end:
+            if first.count == 0:
+                raise self.incomplete(
+                    f"an empty first page, but SoftLayer-Total-Items says {first.total}"
+                )
+            # The server answers fewer rows than asked: step through at its size, now and
+            # in every later poll (the requested limit is not what it serves).
+            self.client._learn_cap(self.key, first.count)
+            limit, overlap = self.client._wire_limit(self.key)
+        if limit - overlap < 1 or (first.count and overlap < 1):
+            raise self.incomplete(f"pages of {limit} rows cannot overlap")
+        if first.total is None:
+            await self.sequential(first, limit, overlap)
+        else:
+            await self.concurrent(first, limit, limit - overlap)
+            self.verify()
+
+    async def fetch(self, offset: int, limit: int, *, splittable: bool) -> _Segment:
+        """One page: request, id order check, consume, record its segment."""
+        page = await self.client._request(self.query, (offset, limit), split_on_size=splittable)
+        rows = _as_list(page.body)
+        ids = _row_ids(rows, self.key)
+        if any(later <= earlier for earlier, later in itertools.pairwise(ids)):
+            raise self.incomplete("a page not in ascending id order")
+        new = self.consume(rows)
+        if isinstance(new, int) and not isinstance(new, bool):
+            self.distinct += new
+        else:
+            self.counting = False
+        segment = _Segment(
+            offset, limit, len(rows), ids[0] if ids else None, ids[-1] if ids else None,
+            page.total_items,
+        )  # fmt: skip
+        self.segments.append(segment)
+        return segment
+
+    async def first_page(self, limit: int) -> tuple[_Segment, int]:
+        """Page one, halving the page while SoftLayer says it is too big (and it can)."""
+        while True:
+            splittable = self.client._can_shrink(self.key)
+            try:
+                return await self.fetch(0, limit, splittable=splittable), limit
+            except SoftLayerError as err:
+                if not (splittable and err.page_too_big):
+                    raise
+                self.size_errors += 1
+                limit = self.client._shrink(self.key)
+
+    async def page(self, offset: int, limit: int) -> list[_Segment]:
+        """Fetch a later page; too big, it comes as two overlapping halves (recursively)."""
+        splittable = self.client._can_shrink(self.key) and limit >= 4
+        try:
+            segment = await self.fetch(offset, limit, splittable=splittable)
+        except SoftLayerError as err:
+            if not (splittable and err.page_too_big):
+                raise
+            self.size_errors += 1
+            half = limit // 2
+            if self.client.page_size(*self.key.split("::")) > half:
+                self.client._shrink(self.key)  # once per size, not once per page in flight
+            overlap = min(_overlap(half), half - 1)
+            head = await self.page(offset, half + overlap)
+            return head + await self.page(offset + half, limit - half)
+        self.check(segment)
+        return [segment]
+
+    def check(self, segment: _Segment) -> None:
+        """Fail on a short page that is not the end: a page cap, or a total that lies."""
+        if segment.proves_end or segment.count >= segment.limit:
+            return
+        if segment.total is None:
+            raise self.incomplete(
+                f"a short page ({segment.count} of {segment.limit} rows) without "
+                "SoftLayer-Total-Items"
+            )
+        self.client._learn_cap(self.key, segment.count)  # if a cap, page at it next time
+        raise self.incomplete(
+            f"{segment.count} of {segment.limit} rows at offset {segment.offset} while "
+            f"SoftLayer-Total-Items says {segment.total} (a page cap or a wrong total)"
+        )
+
+    async def concurrent(self, first: _Segment, limit: int, step: int) -> None:
+        """Pages ``step`` apart, fetched by a few workers, until one proves the end."""
+        if first.proves_end:
+            return
+        assert first.total is not None  # noqa: S101  (run() only comes here with a total)
+        planned = _pages_for(first.total, limit, step)
+        next_index = 1
+        end_index: int | None = None
+
+        def take() -> int | None:
+            nonlocal next_index
+            if next_index >= planned or (end_index is not None and next_index > end_index):
+                return None
+            if next_index > _MAX_PAGES:
+                raise self.incomplete(f"more than {_MAX_PAGES} pages")
+            index, next_index = next_index, next_index + 1
+            return index
+
+        async def worker() -> None:
+            nonlocal planned, end_index
+            while (index := take()) is not None:
+                segments = await self.page(index * step, limit)
+                totals = [s.total for s in segments if s.total is not None]
+                if any(s.proves_end for s in segments):
+                    end_index = index if end_index is None else min(end_index, index)
+                elif index == planned - 1:
+                    planned += 1  # longer than announced (it grew): walk on
+                if totals:
+                    planned = max(planned, _pages_for(max(totals), limit, step))
+
+        workers = min(max(1, self.client._config.max_concurrent_requests), planned - 1)
+        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                await next_done
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def verify(self) -> None:
+        """Check the pages chain by id up to one that proves the end, and the count adds up."""
+        segments = sorted(self.segments, key=lambda s: (s.offset, -s.limit))
+        end = next((i for i, s in enumerate(segments) if s.proves_end), None)
+        if end is None:
+            raise self.incomplete("no page reached the total SoftLayer-Total-Items announced")
+        chain = segments[: end + 1]
+        if len(chain) > 1 and chain[-1].count == 0 and not chain[-2].proves_end:
+            # An empty last page says the list ended before its offset when it was read, but
+            # rows after the page before may have moved below that offset meanwhile.
+            raise self.incomplete(
+                f"an empty page at offset {chain[-1].offset} after a full one (the list "
+                "shrank while walked)"
+            )
+        for before, after in itertools.pairwise(chain):
+            if before.count == 0 or before.last is None:
+                raise self.incomplete(f"an empty page at offset {before.offset} before the end")
+            if after.first is not None and after.first > before.last:
+                raise self.incomplete(
+                    f"rows may be missing between ids {before.last} and {after.first} (the "
+                    "list changed more than the page overlap between two pages)"
+                )
+        totals = {s.total for s in self.segments}
+        if self.counting and len(totals) == 1:
+            (total,) = totals
+            if total is not None and self.distinct != total:
+                raise self.incomplete(
+                    f"{self.distinct} distinct rows, but SoftLayer-Total-Items says {total}"
+                )
+
+    async def sequential(self, first: _Segment, limit: int, overlap: int) -> None:
+        """Without SoftLayer-Total-Items: page on until a short page brings nothing new.
+
+        Each page starts ``overlap`` rows (at least one, fewer than the page before had)
+        before the previous page's end, so it must begin with a row already seen. New rows get
+        higher ids (softlayer-api.md section 8.6): a page that re-reads seen rows, brings no
+        id past the last one and comes back short is the end of the list as it was then. An
+        empty page, or one starting past the last id seen, means rows moved: incomplete.
+        """
+        previous = first
+        for _ in range(_MAX_PAGES):
+            if previous.count == 0 or previous.last is None:
+                return  # only the first page can be empty here: an empty list
+            reread = max(1, min(overlap, previous.count - 1))
+            segment = await self.fetch(
+                previous.offset + previous.count - reread, limit, splittable=False
+            )
+            if segment.count == 0 or segment.first is None or segment.last is None:
+                raise self.incomplete(
+                    f"an empty page at offset {segment.offset}, where rows seen before were "
+                    "expected (the list shrank while walked)"
+                )
+            if segment.first > previous.last:
+                raise self.incomplete(
+                    f"rows may be missing between ids {previous.last} and {segment.first}"
+                )
+            if segment.last <= previous.last and segment.count < limit:
+                return
+            previous = segment
+        raise self.incomplete(f"more than {_MAX_PAGES} pages without an end")

@@ -7,7 +7,11 @@ returns records whose numbers are exactly what the wire said, or raises :class:`
 naming the offending path. Nothing guesses: a missing amount is an error, never a zero.
 
 The JSON must be decoded with ``parse_float=Decimal`` (as the client does) so that numbers
-such as ``40.32`` never pass through binary floating point.
+such as ``40.32`` never pass through binary floating point. A JSON number may still carry
+the noise of a binary double computed on SoftLayer's side (``19.080000000000002`` is what
+``.024 * 318`` is as a double): amounts are therefore rounded, half-even, to
+:data:`AMOUNT_PLACES` decimal places (one micro-dollar), which recovers the intended value
+of every amount below a billion dollars and changes no amount SoftLayer documents.
 
 Next-invoice items and invoice lists arrive page by page; :class:`CategoryAggregator` and
 :class:`InvoiceWindowAggregator` fold each page into running totals, so the items of a
@@ -22,7 +26,7 @@ import re
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
@@ -31,17 +35,22 @@ from typing import Any, Final
 from exporter.snapshot import (
     INVOICE_STATUSES,
     INVOICE_TYPES,
+    MAX_UNDOCUMENTED_CODES,
     OTHER_CATEGORY,
+    UNKNOWN_CODE,
     AccountSummary,
+    BillingCycle,
     CategoryTotals,
     InvoiceSummary,
     InvoiceWindow,
     NextInvoiceBreakdown,
     PendingInvoice,
+    code_label,
 )
 
 __all__ = [
     "ACCOUNT_MASK",
+    "AMOUNT_PLACES",
     "INVOICE_FIELDS",
     "NEXT_INVOICE_ITEM_MASK",
     "WINDOW_INVOICE_MASK",
@@ -49,6 +58,7 @@ __all__ = [
     "DecodeError",
     "InvoiceWindowAggregator",
     "parse_account_summary",
+    "parse_billing_cycle",
     "parse_bool",
     "parse_datetime",
     "parse_decimal",
@@ -56,6 +66,7 @@ __all__ = [
     "parse_invoice",
     "parse_latest_recurring_invoice",
     "parse_pending_invoice",
+    "project_breakdown",
 ]
 
 #: Billing_Invoice properties behind :class:`InvoiceSummary`. Naming local properties drops
@@ -65,31 +76,45 @@ INVOICE_FIELDS: Final = (
     "invoiceTotalRecurringAmount,invoiceTotalOneTimeAmount,invoiceTotalOneTimeTaxAmount,"
     "invoiceTotalRecurringTaxAmount,payment,itemCount"
 )
+#: SoftLayer_Billing_Info properties behind :class:`BillingCycle` (softlayer-go
+#: ``datatypes/billing.go``: ``lastBillDate`` "the date on which an account was last
+#: billed", ``nextBillDate`` "the date on which an account will be billed next").
+BILLING_INFO_FIELDS: Final = "anniversaryDayOfMonth,lastBillDate,nextBillDate"
 #: One ``SoftLayer_Account::getObject`` feeds three sources: account, latest recurring
 #: invoice and pending invoice (see docs/metrics.md, "Sources").
 ACCOUNT_MASK: Final = (
     "mask[id,companyName,balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,"
     "nextInvoiceTotalOneTimeAmount,nextInvoiceTotalOneTimeTaxAmount,"
     "nextInvoiceTotalRecurringTaxAmount,nextInvoiceTopLevelBillingItemCount,"
+    f"billingInfo[{BILLING_INFO_FIELDS}],"
     f"latestRecurringInvoice[{INVOICE_FIELDS}],pendingInvoice[{INVOICE_FIELDS}]]"
 )
-#: ``getInvoices`` inside the look-back window: only what the per-type/status sums need.
-WINDOW_INVOICE_MASK: Final = "mask[id,typeCode,statusCode,createDate,invoiceTotalAmount]"
+#: ``getInvoices`` inside the look-back window: only what the per-type/status sums and the
+#: last payment failure need.
+WINDOW_INVOICE_MASK: Final = "mask[id,typeCode,statusCode,createDate,closedDate,invoiceTotalAmount]"
 #: ``getNextInvoiceTopLevelBillingItems``: ``nextInvoiceTotalRecurringAmount`` includes the
-#: children, so the children themselves are never fetched.
+#: children, so the children themselves are never fetched. For an hourly item it is the
+#: month-to-date accrual (softlayer-cli fixture ``SoftLayer_Virtual_Guest/getObject.json``:
+#: ``.036 x 318 h`` for the guest plus ``.024 x 318 h`` for its RAM child), so ``hoursUsed``
+#: (month to date, a string) gives the item's effective hourly rate, children included.
 NEXT_INVOICE_ITEM_MASK: Final = (
-    "mask[id,categoryCode,hourlyFlag,nextInvoiceTotalRecurringAmount,category[name]]"
+    "mask[id,categoryCode,hourlyFlag,hoursUsed,hourlyRecurringFee,"
+    "nextInvoiceTotalRecurringAmount,category[name]]"
 )
+#: Decimal places every amount is rounded to (see the module docstring).
+AMOUNT_PLACES: Final = 6
 
-#: Amounts beyond a quadrillion dollars, or finer than 1e-10, are not billing data. The bounds
-#: keep every sum and difference exact even in Decimal's default 28-digit context.
+#: Amounts beyond a quadrillion dollars are not billing data. With :data:`AMOUNT_PLACES`, the
+#: bound keeps every sum and difference exact even in Decimal's default 28-digit context.
 _MAX_AMOUNT_DIGITS: Final = 15
-_MAX_FRACTION_DIGITS: Final = 10
+_QUANTUM: Final = Decimal(1).scaleb(-AMOUNT_PLACES)
 _MAX_INT: Final = 2**63
 _DECIMAL_STRING = re.compile(r"[+-]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})")
 _INT_STRING = re.compile(r"[+-]?\d{1,19}")
 #: Sums run in a context wide enough that adding bounded amounts never rounds.
 _SUM: Final = decimal.Context(prec=80, traps=[decimal.InvalidOperation, decimal.Overflow])
+#: Rates (an amount divided by hours) keep 34 significant digits, far below a micro-dollar.
+_RATE: Final = decimal.Context(prec=34, traps=[decimal.InvalidOperation, decimal.Overflow])
 _SHOWN_CHARS: Final = 40
 
 
@@ -136,13 +161,10 @@ def parse_decimal(value: Any, path: str) -> Decimal:
     # adjusted() compares magnitudes without arithmetic, which could overflow the context.
     if not result.is_zero() and result.adjusted() >= _MAX_AMOUNT_DIGITS:
         raise DecodeError(path, "amount out of range")
-    _sign, digits, exponent = result.as_tuple()
-    if not isinstance(exponent, int):  # pragma: no cover  (finite, checked above)
-        raise DecodeError(path, "not a finite decimal")
-    # Trailing zeros ("1.50000000000000") are harmless; real excess precision is not.
-    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
-    if -(exponent + trailing_zeros) > _MAX_FRACTION_DIGITS:
-        raise DecodeError(path, "more than 10 decimal places")
+    exponent = result.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -AMOUNT_PLACES:
+        # Binary-double noise (19.080000000000002): see the module docstring.
+        result = result.quantize(_QUANTUM, rounding=decimal.ROUND_HALF_EVEN, context=_SUM)
     if result.is_zero():
         return Decimal(0)  # no "-0" on the wire or in the exposition
     return result
@@ -264,6 +286,37 @@ def parse_invoice(value: Any, path: str) -> InvoiceSummary:
     )
 
 
+def _month_before(moment: datetime) -> datetime:
+    """Return the same wall time a calendar month earlier (day clamped to the month's end)."""
+    year, month = (moment.year - 1, 12) if moment.month == 1 else (moment.year, moment.month - 1)
+    return moment.replace(year=year, month=month, day=min(moment.day, _days_in(year, month)))
+
+
+def _days_in(year: int, month: int) -> int:
+    following = datetime(year + (month == 12), month % 12 + 1, 1)
+    return (following - datetime(year, month, 1)).days
+
+
+def parse_billing_cycle(value: Any, path: str = "account.billingInfo") -> BillingCycle | None:
+    """Parse ``billingInfo[...]`` of :data:`BILLING_INFO_FIELDS`; ``None`` without a next bill.
+
+    An account billed otherwise than monthly (or a user without access to billing info) has
+    no ``billingInfo`` or no ``nextBillDate``: then there is no cycle to export.
+    """
+    if value is None:
+        return None
+    info = _object(value, path)
+    end = _optional_datetime(info.get("nextBillDate"), f"{path}.nextBillDate")
+    if end is None:
+        return None
+    start = _optional_datetime(info.get("lastBillDate"), f"{path}.lastBillDate")
+    if start is None or start >= end:
+        # The cycle is the month up to the anniversary (SoftLayer bills monthly on
+        # anniversaryDayOfMonth); lastBillDate is missing on accounts never billed yet.
+        start = _month_before(end)
+    return BillingCycle(start=start, end=end)
+
+
 def parse_account_summary(value: Any) -> AccountSummary:
     """Parse the account source from getObject fetched with :data:`ACCOUNT_MASK`."""
     obj = _object(value, "account")
@@ -286,6 +339,7 @@ def parse_account_summary(value: Any) -> AccountSummary:
             _field(obj, "nextInvoiceTopLevelBillingItemCount", "account"),
             "account.nextInvoiceTopLevelBillingItemCount",
         ),
+        billing_cycle=parse_billing_cycle(obj.get("billingInfo")),
     )
 
 
@@ -431,6 +485,24 @@ class _Category:
     amount: Decimal
     hourly: int
     monthly: int
+    hourly_amount: Decimal
+    hourly_rate: Decimal
+
+
+def _hourly_rate(item: Mapping[str, Any], accrued: Decimal, where: str) -> Decimal:
+    """Effective hourly rate of an hourly item, children included.
+
+    ``nextInvoiceTotalRecurringAmount`` (children included) over ``hoursUsed`` (month to
+    date). An item with no hour used yet this cycle has accrued nothing to divide: its own
+    ``hourlyRecurringFee`` is the best rate known (its children's rates are not fetched).
+    """
+    raw_hours = item.get("hoursUsed")
+    hours = None if raw_hours is None else parse_decimal(raw_hours, f"{where}.hoursUsed")
+    if hours is not None and hours < 0:
+        raise DecodeError(f"{where}.hoursUsed", "negative")
+    if hours:
+        return _RATE.divide(accrued, hours)
+    return parse_decimal(_field(item, "hourlyRecurringFee", where), f"{where}.hourlyRecurringFee")
 
 
 class CategoryAggregator:
@@ -449,9 +521,12 @@ class CategoryAggregator:
         """Distinct top-level items aggregated so far."""
         return len(self._seen)
 
-    def add_page(self, page: Any, path: str = "items") -> None:
-        """Fold one page (a list of Billing_Item objects) into the totals."""
-        parsed: list[tuple[int, str, Decimal, bool, str]] = []
+    def add_page(self, page: Any, path: str = "items") -> int:
+        """Fold one page (a list of Billing_Item objects) into the totals.
+
+        Returns how many of its items were new (not on an earlier page).
+        """
+        parsed: list[tuple[int, str, Decimal, Decimal | None, str]] = []
         for index, raw in enumerate(_page_list(page, path)):
             where = f"{path}[{index}]"
             item = _object(raw, where)
@@ -464,28 +539,34 @@ class CategoryAggregator:
                 f"{where}.nextInvoiceTotalRecurringAmount",
             )
             hourly = parse_bool(_field(item, "hourlyFlag", where), f"{where}.hourlyFlag")
+            rate = _hourly_rate(item, amount, where) if hourly else None
             name = ""
             category = item.get("category")
             if category is not None:
                 raw_name = _object(category, f"{where}.category").get("name")
                 if raw_name is not None:
                     name = parse_str(raw_name, f"{where}.category.name")
-            parsed.append((item_id, code, amount, hourly, name))
+            parsed.append((item_id, code, amount, rate, name))
         # One page of parsed items at a time (bounded by the page size), deduplicated at once.
         fresh = self._seen.add_new(item[0] for item in parsed)
-        for (_, code, amount, hourly, name), new in zip(parsed, fresh, strict=True):
+        for (_, code, amount, rate, name), new in zip(parsed, fresh, strict=True):
             if not new:
                 continue
             totals = self._categories.get(code)
             if totals is None:
-                totals = self._categories[code] = _Category(name, Decimal(0), 0, 0)
+                totals = self._categories[code] = _Category(
+                    name, Decimal(0), 0, 0, Decimal(0), Decimal(0)
+                )
             elif not totals.name:
                 totals.name = name
             totals.amount = _SUM.add(totals.amount, amount)
-            if hourly:
+            if rate is not None:
                 totals.hourly += 1
+                totals.hourly_amount = _SUM.add(totals.hourly_amount, amount)
+                totals.hourly_rate = _SUM.add(totals.hourly_rate, rate)
             else:
                 totals.monthly += 1
+        return sum(fresh)
 
     def result(self, top_n: int) -> NextInvoiceBreakdown:
         """Return the ``top_n`` categories by amount, the rest folded into ``other``.
@@ -509,6 +590,8 @@ class CategoryAggregator:
                     amount_usd=_sum(*(part.amount for part in parts)),
                     hourly_items=sum(part.hourly for part in parts),
                     monthly_items=sum(part.monthly for part in parts),
+                    hourly_usd=_sum(*(part.hourly_amount for part in parts)),
+                    hourly_rate_usd=_sum(*(part.hourly_rate for part in parts)),
                 )
             )
         return NextInvoiceBreakdown(
@@ -525,7 +608,57 @@ class CategoryAggregator:
             amount_usd=totals.amount,
             hourly_items=totals.hourly,
             monthly_items=totals.monthly,
+            hourly_usd=totals.hourly_amount,
+            hourly_rate_usd=totals.hourly_rate,
         )
+
+
+def project_breakdown(
+    breakdown: NextInvoiceBreakdown, pre_tax_usd: Decimal, hours_left: Decimal
+) -> NextInvoiceBreakdown:
+    """Project the hourly part of every category, and the pre-tax total, to the cycle's end.
+
+    Projected = amount so far + effective hourly rate x hours left, rounded to
+    :data:`AMOUNT_PLACES`: it assumes every hourly item keeps running until the anniversary
+    and nothing is ordered or cancelled meanwhile.
+    """
+    hours = max(Decimal(0), hours_left)
+    categories = tuple(
+        replace(
+            c, projected_usd=_round(_SUM.add(c.amount_usd, _SUM.multiply(c.hourly_rate_usd, hours)))
+        )
+        for c in breakdown.categories
+    )
+    rate = _sum(*(c.hourly_rate_usd for c in breakdown.categories))
+    projected = _round(_SUM.add(pre_tax_usd, _SUM.multiply(rate, hours)))
+    return replace(breakdown, categories=categories, projected_pre_tax_usd=projected)
+
+
+def _round(amount: Decimal) -> Decimal:
+    rounded = amount.quantize(_QUANTUM, rounding=decimal.ROUND_HALF_EVEN, context=_SUM)
+    return Decimal(0) if rounded.is_zero() else rounded
+
+
+class _CodeBounds:
+    """Maps type or status codes to bounded label values (see :func:`code_label`)."""
+
+    def __init__(self, documented: tuple[str, ...]) -> None:
+        self._documented = frozenset(documented)
+        self.admitted: dict[str, str] = {}  # undocumented code -> its label value
+
+    def label(self, code: str) -> str:
+        if code in self._documented:
+            return code
+        known = self.admitted.get(code)
+        if known is not None:
+            return known
+        shaped = code_label(code)
+        undocumented = sum(1 for value in self.admitted.values() if value != UNKNOWN_CODE)
+        if shaped != UNKNOWN_CODE and undocumented >= MAX_UNDOCUMENTED_CODES:
+            shaped = UNKNOWN_CODE
+        if len(self.admitted) < 4 * MAX_UNDOCUMENTED_CODES:  # remembered only to log once
+            self.admitted[code] = shaped
+        return shaped
 
 
 class InvoiceWindowAggregator:
@@ -533,21 +666,36 @@ class InvoiceWindowAggregator:
 
     Invoices older than ``since`` are dropped here too, because SoftLayer ignores a filter
     it cannot parse and would then send every invoice the account ever had. Type or status
-    codes outside SoftLayer's documented lists are counted in :attr:`unknown` only.
+    codes outside SoftLayer's documented lists are counted under their own code when it has
+    the shape of a code, at most :data:`~exporter.snapshot.MAX_UNDOCUMENTED_CODES` of each,
+    else under :data:`~exporter.snapshot.UNKNOWN_CODE`; :attr:`undocumented` lists them.
     """
 
     def __init__(self, since: datetime) -> None:
         if since.tzinfo is None:
             raise ValueError("since must be timezone-aware")
         self.since = since
-        self.unknown = 0
         self._counts = {(t, s): 0 for t in INVOICE_TYPES for s in INVOICE_STATUSES}
         self._amounts = {(t, s): Decimal(0) for t in INVOICE_TYPES for s in INVOICE_STATUSES}
+        self._types = _CodeBounds(INVOICE_TYPES)
+        self._statuses = _CodeBounds(INVOICE_STATUSES)
+        self._last_failure: datetime | None = None
         self._seen = IdSet()
 
-    def add_page(self, page: Any, path: str = "invoices") -> None:
-        """Fold one page of Billing_Invoice objects into the window."""
-        parsed: list[tuple[int, tuple[str, str], Decimal]] = []
+    @property
+    def undocumented(self) -> list[tuple[str, str]]:
+        """``(kind, code)`` of each undocumented code seen; ``kind`` is ``type`` or ``status``."""
+        return [("type", code) for code in self._types.admitted] + [
+            ("status", code) for code in self._statuses.admitted
+        ]
+
+    def add_page(self, page: Any, path: str = "invoices") -> int:
+        """Fold one page of Billing_Invoice objects into the window.
+
+        Returns how many of its invoices were new (not on an earlier page), counting those
+        older than the window too, so that the caller can compare with the list's total.
+        """
+        parsed: list[tuple[int, str, str, datetime, datetime | None, Decimal]] = []
         for index, raw in enumerate(_page_list(page, path)):
             where = f"{path}[{index}]"
             invoice = _object(raw, where)
@@ -555,25 +703,27 @@ class InvoiceWindowAggregator:
             type_code = parse_str(_field(invoice, "typeCode", where), f"{where}.typeCode")
             status = parse_str(_field(invoice, "statusCode", where), f"{where}.statusCode")
             created = parse_datetime(_field(invoice, "createDate", where), f"{where}.createDate")
+            closed = _optional_datetime(invoice.get("closedDate"), f"{where}.closedDate")
             amount = parse_decimal(
                 _field(invoice, "invoiceTotalAmount", where), f"{where}.invoiceTotalAmount"
             )
-            if created >= self.since:
-                parsed.append((invoice_id, (type_code, status), amount))
+            parsed.append((invoice_id, type_code, status, created, closed, amount))
         fresh = self._seen.add_new(invoice[0] for invoice in parsed)
-        for (_, key, amount), new in zip(parsed, fresh, strict=True):
-            if not new:
+        for (_, type_code, status, created, closed, amount), new in zip(parsed, fresh, strict=True):
+            if not new or created < self.since:
                 continue
-            if key not in self._counts:
-                self.unknown += 1
-                continue
-            self._counts[key] += 1
-            self._amounts[key] = _SUM.add(self._amounts[key], amount)
+            key = (self._types.label(type_code), self._statuses.label(status))
+            self._counts[key] = self._counts.get(key, 0) + 1
+            self._amounts[key] = _SUM.add(self._amounts.get(key, Decimal(0)), amount)
+            if status == "CLOSED_FAILED" and closed is not None:
+                self._last_failure = max(closed, self._last_failure or closed)
+        return sum(fresh)
 
     def result(self) -> InvoiceWindow:
-        """Return the window with all 6 x 3 type/status pairs, zeros included."""
+        """Return the window: all 6 x 3 documented pairs (zeros included) and any others seen."""
         return InvoiceWindow(
             since=self.since,
             counts=MappingProxyType(dict(self._counts)),
             amounts_usd=MappingProxyType(dict(self._amounts)),
+            last_payment_failure=self._last_failure,
         )

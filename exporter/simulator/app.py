@@ -12,11 +12,13 @@ import asyncio
 import base64
 import collections
 import contextlib
+import itertools
 import json
+import math
 import socket
 import struct
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from aiohttp import web
@@ -54,6 +56,27 @@ RATE_LIMITED: Final = "SoftLayer_Exception_WebService_RateLimitExceeded"
 TOKEN_VALIDATION: Final = "SoftLayer_Exception_Account_Authentication_AccessTokenValidation"  # noqa: S105  a class name
 INVALID_TOKEN: Final = ("Invalid API token.", "SoftLayer_Exception_InvalidLegacyToken")
 ACCESS_DENIED: Final = ("Access Denied. ", "SoftLayer_Exception_Public")
+
+
+#: Request defects, each worded as SoftLayer words it (softlayer-python#1088, #345; SLDN).
+_DEFECTS: Final = {
+    FaultKind.MASK_ERROR: (
+        "Property 'powerState' not valid for 'SoftLayer_Hardware_Server'.",
+        "SoftLayer_Exception_WebService_ObjectMask",
+    ),
+    FaultKind.PARSE_ERROR: (
+        "Error on line 1 at column 254: Expected PROPERTY, got '''",
+        "SoftLayer_Exception_Common_Parser",
+    ),
+    FaultKind.INVALID_VALUE: (
+        "Invalid value provided for 'id'.",
+        "SoftLayer_Exception_InvalidValue",
+    ),
+    FaultKind.PERMISSION_DENIED: (
+        "You do not have permission to view account summary.",
+        "SoftLayer_Exception_PermissionDenied",
+    ),
+}
 
 
 class ApiError(Exception):
@@ -334,6 +357,25 @@ def _swap_types(value: Any) -> Any:  # noqa: PLR0911  one case per JSON type
     return value
 
 
+#: SoftLayer-Total-Items of the ABSURD_TOTAL_ITEMS fault.
+ABSURD_TOTAL: Final = 1_000_000_000
+
+
+def _float_noise(value: Any, counter: Iterator[int]) -> Any:
+    """Move every non-integral JSON number one ulp, alternately up and down (FLOAT_NOISE).
+
+    ``math.nextafter(19.08, inf)`` is ``19.080000000000002``, the double that ``.024 * 318``
+    yields: what a JSON number computed in binary floating point can carry.
+    """
+    if isinstance(value, dict):
+        return {k: _float_noise(v, counter) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_float_noise(v, counter) for v in value]
+    if isinstance(value, float):
+        return math.nextafter(value, math.inf if next(counter) % 2 == 0 else -math.inf)
+    return value
+
+
 def _reset_connection(request: web.Request) -> None:
     transport = request.transport
     if transport is None:
@@ -404,14 +446,27 @@ class RestHandler:
             early = await self._early_fault(request, rule, call)
             if early is not None:
                 return early
+        return self._answer(call, acct, rule)
+
+    def _answer(self, call: Call, acct: SimAccount, rule: FaultRule | None) -> web.Response:
+        """Run the method at the scenario's time, apply the page cap, hooks and late faults."""
+        state = self.state
         now = state.scenario.current_time()
         try:
             result = dispatch(call, acct, now)
+            cap = state.page_cap if result.kind == "list" else None
+            if cap is not None:
+                call = replace(call, limit=cap if call.limit is None else min(call.limit, cap))
             value, total = render(call, result, now, self.rows, (acct.id, acct.version))
         except MaskError as exc:
             return self._error(500, exc.message, exc.code)
         except ApiError as exc:
             return self._error(exc.status, exc.message, exc.code)
+        if cap is not None and not state.page_cap_total_header:
+            total = None
+        if result.kind == "list":
+            # After rendering: this page shows the account before a hook's change.
+            state.run_page_hooks(call.key, acct.id)
         return self._late_fault(rule, value, total)
 
     async def _early_fault(  # noqa: PLR0911  one answer per fault kind
@@ -430,6 +485,9 @@ class RestHandler:
             return self._error(401, *INVALID_TOKEN)
         if kind is FaultKind.TOKEN_EXPIRED:
             return self._error(500, "Expired Token", TOKEN_VALIDATION)
+        defect = _DEFECTS.get(kind)
+        if defect is not None:
+            return self._error(500, *defect)
         if kind is FaultKind.NOT_FOUND:
             raise_id = call.init_id if call.init_id is not None else 0
             err = _not_found(raise_id)
@@ -449,6 +507,10 @@ class RestHandler:
         kind = rule.kind if rule is not None else None
         if kind is FaultKind.WRONG_TYPES:
             value = _swap_types(value)
+        elif kind is FaultKind.FLOAT_NOISE:
+            value = _float_noise(value, itertools.count())
+        elif kind is FaultKind.ABSURD_TOTAL_ITEMS and total is not None:
+            total = ABSURD_TOTAL
         elif kind is FaultKind.BARE_OBJECT and isinstance(value, list) and len(value) == 1:
             value = value[0]
         body = encode(value)

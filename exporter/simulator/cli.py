@@ -4,6 +4,10 @@ The first line on stdout is one JSON object with the endpoint, the IAM token URL
 URL and every account's credentials, so scripts can point any SoftLayer client at it::
 
     softlayer-api-simulator --web.listen-address 127.0.0.1:0 --seed 7 --accounts 2 --items 40
+
+``--clock-speed 3600`` runs the billing clock one simulated hour per real second (hourly
+accrual, the anniversary's recurring invoice, its payment); the admin API moves it too
+(``POST /__admin/clock {"advance": "36h"}``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from exporter.simulator.faults import FaultKind, FaultRule, parse_fault_spec
-from exporter.simulator.scenario import AccountSpec, Scenario
+from exporter.simulator.scenario import PAYMENT_METHODS, AccountSpec, Scenario
 from exporter.simulator.server import SimulatorServer
 
 
@@ -111,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="whether the latest recurring invoice is still OPEN (default yes)",
     )
     parser.add_argument(
-        "--now", type=_aware, default=None, help="pin the scenario clock (ISO-8601 with offset)"
+        "--now",
+        type=_aware,
+        default=None,
+        help="start the billing clock here (ISO-8601 with offset; default: now)",
     )
     parser.add_argument(
         "--latency",
@@ -136,6 +143,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="lifetime of IAM tokens from /identity/token (default 3600)",
     )
     parser.add_argument(
+        "--clock-speed",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="X",
+        help="simulated seconds per real second of the billing clock; 0 stands still and "
+        "only POST /__admin/clock moves it (default 0)",
+    )
+    parser.add_argument(
+        "--payment",
+        choices=PAYMENT_METHODS,
+        default="card",
+        help="how recurring invoices cut by the billing clock are paid: card (same day), "
+        "invoice (after --payment-terms days), card_failed (CLOSED_FAILED) (default card)",
+    )
+    parser.add_argument(
+        "--payment-terms",
+        type=_non_negative_int,
+        default=30,
+        metavar="DAYS",
+        help="payment terms of --payment invoice, in days (default 30)",
+    )
+    parser.add_argument(
+        "--page-cap",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="serve at most N rows per list page whatever resultLimit asks; 0 = no cap",
+    )
+    parser.add_argument(
+        "--page-cap-without-total",
+        action="store_true",
+        help="capped list pages come without SoftLayer-Total-Items",
+    )
+    parser.add_argument(
         "--fault",
         type=_fault,
         action="append",
@@ -156,11 +197,16 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
         seed=args.seed,
         accounts=[
             AccountSpec(
-                items=args.items, pending_invoice=pending, invoice_months=args.invoice_months
+                items=args.items,
+                pending_invoice=pending,
+                invoice_months=args.invoice_months,
+                payment=args.payment,
+                payment_terms_days=args.payment_terms,
             )
             for _ in range(args.accounts)
         ],
         now=args.now,
+        speed=args.clock_speed,
     )
     host, port = args.listen
     stop = stop or asyncio.Event()
@@ -177,6 +223,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
         token_ttl_seconds=args.token_ttl,
         faults=args.fault,
     ) as sim:
+        if args.page_cap:
+            sim.set_page_cap(args.page_cap, total_header=not args.page_cap_without_total)
         line = {
             "endpoint": sim.endpoint,
             "iam_token_url": sim.iam_token_url,

@@ -33,6 +33,17 @@ class FaultKind(StrEnum):
     # A one-element list page sent as the bare object, as some SoftLayer list methods do.
     BARE_OBJECT = "bare_object"
     TOKEN_EXPIRED = "token_expired"  # noqa: S105  not a secret; HTTP 500 ...AccessTokenValidation
+    # Request defects SoftLayer reports with HTTP 500 (softlayer-api.md section 2.2): a mask
+    # naming an unknown property, a mask it cannot parse, a rejected value, a permission.
+    MASK_ERROR = "mask_error"  # SoftLayer_Exception_WebService_ObjectMask
+    PARSE_ERROR = "parse_error"  # SoftLayer_Exception_Common_Parser
+    INVALID_VALUE = "invalid_value"  # SoftLayer_Exception_InvalidValue
+    PERMISSION_DENIED = "permission_denied"  # SoftLayer_Exception_PermissionDenied
+    # Real answer whose JSON number fields (nextInvoiceTotal*, balance...) carry the noise of a
+    # binary double, one ulp off: 19.080000000000002 for 19.08 (what .024 * 318 is as a double).
+    FLOAT_NOISE = "float_noise"
+    # Real answer whose SoftLayer-Total-Items says 1,000,000,000.
+    ABSURD_TOTAL_ITEMS = "absurd_total_items"
 
 
 @dataclass(frozen=True, slots=True)

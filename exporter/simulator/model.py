@@ -178,7 +178,9 @@ class InvoiceItemRef:
             return line.recurring, line.one_time
         comp = self.component()
         hourly = self.acct.hourly[self.pos]
-        recurring = comp.rate * self.acct.hours[self.pos] if hourly else comp.monthly
+        # The hours billed are those at the cut, not today's (hourly items restart each cycle).
+        hours = self.inv.hours if self.inv.hours is not None else self.acct.hours0
+        recurring = comp.rate * hours[self.pos] if hourly else comp.monthly
         one_time = 0
         if self.child == 0 and self.pos >= self.inv.view_new_lo:
             one_time = self.acct.setup[self.pos]
@@ -513,9 +515,9 @@ INVOICE_ITEM = TypeDef(
 
 
 def invoice_top_level_items(ref: InvoiceRef) -> Sequence[InvoiceItemRef]:
-    """Top-level lines of an invoice, lazily."""
-    n = ref.inv.top_level_count
-    return LazyRows(range(n), lambda pos: InvoiceItemRef(ref.acct, ref.inv, pos))
+    """Top-level lines of an invoice, lazily (``pos`` is the billing-item row of a view)."""
+    rows = ref.inv.rows if ref.inv.rows is not None else range(ref.inv.top_level_count)
+    return LazyRows(rows, lambda pos: InvoiceItemRef(ref.acct, ref.inv, pos))
 
 
 def invoice_all_items(ref: InvoiceRef) -> list[InvoiceItemRef]:
@@ -577,6 +579,52 @@ INVOICE = TypeDef(
         "invoiceTopLevelItems": Rel(
             "SoftLayer_Billing_Invoice_Item", invoice_top_level_items, many=True
         ),
+    },
+)
+
+# -- SoftLayer_Billing_Info ------------------------------------------------------------------------
+
+# Properties and types from softlayer-go datatypes/billing.go (Billing_Info, Billing_Info_Cycle);
+# no captured response exists, so dates use the format of every other SoftLayer date.
+
+
+def _previous_bill(acct: SimAccount) -> int:
+    return acct.previous_anniversary(acct.cycle_start)
+
+
+def _last_payment(acct: SimAccount) -> str | None:
+    paid = [inv.closed for inv in acct.invoices if inv.closed is not None and inv.payments > 0]
+    return date_str(max(paid)) if paid else None
+
+
+BILLING_INFO_CYCLE = TypeDef(
+    "SoftLayer_Billing_Info_Cycle",
+    local={
+        "currentCycleStartDate": lambda a: date_str(a.cycle_start),
+        "currentCycleEndDate": lambda a: date_str(a.next_bill),
+        "nextCycleStartDate": lambda a: date_str(a.next_bill),
+        "previousCycleStartDate": lambda a: date_str(_previous_bill(a)),
+        "previousCycleEndDate": lambda a: date_str(a.cycle_start),
+    },
+)
+
+BILLING_INFO = TypeDef(
+    "SoftLayer_Billing_Info",
+    local={
+        "accountId": lambda a: a.id,
+        "anniversaryDayOfMonth": lambda a: a.anniversary_day,
+        "createDate": lambda a: date_str(a.created),
+        "id": lambda a: 900_000 + a.index,
+        "lastBillDate": lambda a: date_str(a.cycle_start),
+        "lastPaymentDate": _last_payment,
+        "modifyDate": lambda a: date_str(a.created),
+        "nextBillDate": lambda a: date_str(a.next_bill),
+        "paymentTerms": lambda a: a.payment_terms_days,
+        "percentDiscountOnetime": lambda a: 0,
+        "percentDiscountRecurring": lambda a: 0,
+    },
+    relational={
+        "currentBillingCycle": Rel("SoftLayer_Billing_Info_Cycle", lambda a: a),
     },
 )
 
@@ -681,6 +729,7 @@ ACCOUNT = TypeDef(
         **{name: _count(name) for name in _COUNT_NAMES},
     },
     relational={
+        "billingInfo": Rel("SoftLayer_Billing_Info", lambda r: r.acct),
         "pendingInvoice": Rel("SoftLayer_Billing_Invoice", pending_invoice),
         "latestRecurringInvoice": Rel("SoftLayer_Billing_Invoice", latest_recurring_invoice),
         "latestRecurringPendingInvoice": Rel(
@@ -707,6 +756,8 @@ TYPES: Final[dict[str, TypeDef]] = {
     t.name: t
     for t in (
         ACCOUNT,
+        BILLING_INFO,
+        BILLING_INFO_CYCLE,
         INVOICE,
         INVOICE_ITEM,
         BILLING_ITEM,

@@ -10,6 +10,25 @@ ONE-TIME-CHARGE, CREDIT, ...). Running prefix sums make every invoice total O(1)
 Money is integer mills (1/1000 USD) inside; :meth:`Scenario.truth` hands out ``Decimal``.
 The truth is computed from these tables directly, never from rendered API responses, so tests
 can compare what the API says against it.
+
+Billing over time runs on the scenario's :class:`~exporter.simulator.clock.SimClock`
+(``scenario.clock``); :meth:`Scenario.advance` moves it and runs what SoftLayer does meanwhile
+(softlayer-api.md section 8, sources there):
+
+- hourly items accrue one hour at the top of every simulated hour: ``hoursUsed`` and the
+  month-to-date ``nextInvoiceTotalRecurringAmount`` (children included) grow, monthly items
+  stay at their whole month;
+- on the anniversary (``billingInfo.nextBillDate``) the RECURRING invoice is cut ``OPEN`` with
+  every active item (monthly fees, hourly usage of the cycle that ended, setup fees of items
+  new since the last cut), items scheduled to end with the cycle leave, hourly items restart at
+  0 hours and the cycle moves one month on;
+- the invoice is closed by payment after the account's terms (:attr:`AccountSpec.payment`):
+  a card the same day (``CLOSED``), invoice terms after ``payment_terms_days`` (``CLOSED``),
+  a failing card the same day (``CLOSED_FAILED``, nothing paid).
+
+No public source says when within the hour SoftLayer counts an hour, how many minutes after the
+anniversary the invoice is cut, or how long a card payment takes; the simulator's choices (top
+of the hour, on the anniversary, four hours) are documented in docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -22,12 +41,13 @@ import time
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import accumulate
 from typing import Any, Final
 
 from exporter.simulator.catalog import CATEGORIES, CATEGORY_INDEX, COMPANY_NAMES, Category, Tier
+from exporter.simulator.clock import SimClock
 from exporter.simulator.wireformat import (
     aware,
     decimal_to_mills,
@@ -56,6 +76,11 @@ _ACCOUNT_ITEM_SPAN: Final = 20_000_000
 #: Invoice item ids are ``invoice id * _INVOICE_ITEM_SPAN + position``.
 INVOICE_ITEM_SPAN: Final = 10_000_000
 _DAY: Final = 86_400
+_HOUR: Final = 3_600
+#: A card is charged the same day the invoice is cut: this many seconds after the cut.
+CARD_SETTLE_SECONDS: Final = 4 * _HOUR
+#: How an account pays its recurring invoices (see AccountSpec.payment).
+PAYMENT_METHODS: Final = ("card", "invoice", "card_failed")
 
 
 def tax_of(mills: int, tax_bp: int) -> int:
@@ -70,7 +95,9 @@ class AccountSpec:
     ``items`` counts top-level billing items (children come on top). ``invoice_months`` is how
     many monthly RECURRING invoices the history has; the latest is the pending (OPEN) one when
     ``pending_invoice`` is set. ``tax_rate`` (e.g. ``Decimal("0.0825")``) defaults to one drawn
-    from the seed.
+    from the seed. ``payment`` is how the recurring invoices the billing clock cuts get paid:
+    ``card`` (the same day), ``invoice`` (``payment_terms_days`` after the cut) or
+    ``card_failed`` (closed ``CLOSED_FAILED`` the same day, nothing paid).
     """
 
     items: int = 40
@@ -78,6 +105,8 @@ class AccountSpec:
     invoice_months: int = 12
     tax_rate: Decimal | None = None
     company_name: str | None = None
+    payment: str = "card"
+    payment_terms_days: int = 30
 
     def __post_init__(self) -> None:
         if self.items < 0:
@@ -90,6 +119,13 @@ class AccountSpec:
             raise ValueError(f"AccountSpec.tax_rate must be in [0, 1), got {self.tax_rate}")
         if self.tax_rate is not None and (self.tax_rate * 10000) % 1:
             raise ValueError("AccountSpec.tax_rate must be a whole number of basis points")
+        if self.payment not in PAYMENT_METHODS:
+            raise ValueError(
+                f"AccountSpec.payment must be one of {', '.join(PAYMENT_METHODS)}, "
+                f"got {self.payment!r}"
+            )
+        if not 0 <= self.payment_terms_days <= 366:
+            raise ValueError("AccountSpec.payment_terms_days must be in [0, 366]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +167,10 @@ class SimInvoice:
     view_hi: int  # billing-item rows [0, view_hi) when >= 0; -1 for explicit lines
     view_new_lo: int  # rows >= this carry their setup fee on this invoice
     lines: tuple[InvoiceLine, ...]
+    #: Rows billed when not all of [0, view_hi) are (items cancelled before the cut).
+    rows: Sequence[int] | None = None
+    #: Hours used per row at the cut (billing-clock invoices); None: the generation's hours.
+    hours: Sequence[int] | None = None
     recurring: int = 0
     one_time: int = 0
     recurring_tax: int = 0
@@ -183,13 +223,34 @@ class InvoiceTruth:
 
 @dataclass(frozen=True, slots=True)
 class CategoryTruth:
-    """Next-invoice amount of one top-level category (children included)."""
+    """Next-invoice amount of one top-level category (children included).
+
+    ``hourly_amount`` is the hourly items' month-to-date accrual (part of ``amount``);
+    ``hourly_rate`` their summed rate per hour, children included. ``known_hourly_rate`` is
+    the rate an API client can tell today: an item that has not used an hour yet this cycle
+    shows only its own ``hourlyRecurringFee`` (its children have accrued nothing to divide).
+    """
 
     code: str
     name: str
     amount: Decimal
     hourly_items: int
     monthly_items: int
+    hourly_amount: Decimal = Decimal(0)
+    hourly_rate: Decimal = Decimal(0)
+    known_hourly_rate: Decimal = Decimal(0)
+
+    @property
+    def monthly_amount(self) -> Decimal:
+        """The monthly items' part of ``amount`` (the whole month)."""
+        return self.amount - self.hourly_amount
+
+    def projected(self, hours_left: Decimal) -> Decimal:
+        """Return ``amount`` with the hourly items accruing ``hours_left`` more hours.
+
+        The rate is the one an API client knows (see ``known_hourly_rate``).
+        """
+        return self.amount + self.known_hourly_rate * max(Decimal(0), hours_left)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +272,18 @@ class AccountTruth:
     latest_recurring_invoice: InvoiceTruth | None
     pending_invoice: InvoiceTruth | None
     invoices: list[InvoiceTruth]
+    cycle_start: datetime
+    cycle_end: datetime
+    anniversary_day: int
+
+    def hours_left(self, now: float) -> Decimal:
+        """Hours from ``now`` (unix time) to the end of the cycle, never negative."""
+        return Decimal(repr(max(0.0, self.cycle_end.timestamp() - now))) / 3600
+
+    def projected_pre_tax(self, now: float) -> Decimal:
+        """Return the next invoice's pre-tax total, hourly items accruing to the cycle's end."""
+        rate = sum((c.known_hourly_rate for c in self.categories.values()), Decimal(0))
+        return self.next_invoice_pre_tax + rate * self.hours_left(now)
 
 
 class SimAccount:
@@ -280,6 +353,10 @@ class SimAccount:
         }
         # The billing cycle: anniversary day-of-month at 23:00 Central, like the captures.
         day = rng.randint(1, 28)
+        self.anniversary_day = day
+        self.payment = spec.payment
+        self.payment_terms_days = spec.payment_terms_days if spec.payment == "invoice" else 0
+        self.payments_due: list[tuple[int, int]] = []  # (due epoch, invoice id), by due time
         local_now = aware(now)
         anchor = local_now.replace(day=day, hour=23, minute=0, second=0, microsecond=0)
         if anchor > local_now:
@@ -291,6 +368,11 @@ class SimAccount:
         self._init_columns()
         self._generate_items(rng, spec.items, now)
         self._generate_invoices(rng, spec, now, anchor)
+        # Hourly accrual from here on: hours(row, t) = t // 3600 - origin_h[row].
+        self.accrued_h = now // _HOUR
+        self.origin_h = array("q", (self.accrued_h - h for h in self.hours))
+        self.hours0 = array("I", self.hours)  # what generated invoices' lines show
+        self.hourly_rows = [row for row, flag in enumerate(self.hourly) if flag]
 
     # -- generation --------------------------------------------------------------------------
 
@@ -316,7 +398,9 @@ class SimAccount:
         self.cancelled: set[int] = set()
         # Bumped by every mutation of this account; keys the per-account caches below.
         self.version = 0
-        self._category_cache: tuple[int, dict[str, tuple[int, int, int]]] | None = None
+        self._category_cache: tuple[int, dict[str, tuple[int, int, int, int, int, int]]] | None = (
+            None
+        )
         self.invoices: list[SimInvoice] = []
         self.invoice_seq = 0
 
@@ -497,6 +581,10 @@ class SimAccount:
 
     # -- queries used by the API and the truth -----------------------------------------------
 
+    def previous_anniversary(self, moment: int) -> int:
+        """Return the anniversary one month before the anniversary ``moment`` (epoch)."""
+        return utc_epoch(_add_months(aware(moment), -1))
+
     @property
     def item_count(self) -> int:
         """Top-level billing items ever created (cancelled ones included)."""
@@ -586,8 +674,20 @@ class SimAccount:
                 one_tax -= self.setup_tax[row]
         return recurring, one_time, rec_tax, one_tax, n - len(self.cancelled)
 
-    def category_totals(self) -> dict[str, tuple[int, int, int]]:
-        """Per category code: (recurring mills, hourly items, monthly items) of active rows."""
+    def hourly_rate(self, row: int) -> int:
+        """Return a row's hourly rate in mills per hour, children included (0 if monthly)."""
+        if not self.hourly[row]:
+            return 0
+        tier = self.tier_of(row)
+        children = 0 if tier is None else sum(child.rate for child in tier.children)
+        return self.own[row] + children
+
+    def category_totals(self) -> dict[str, tuple[int, int, int, int, int, int]]:
+        """Sum the active rows per category code.
+
+        Each value is (recurring mills, hourly items, monthly items, hourly recurring mills,
+        hourly rate in mills per hour, known hourly rate: see CategoryTruth).
+        """
         if self._category_cache is not None and self._category_cache[0] == self.version:
             return self._category_cache[1]
         sums: dict[int, list[int]] = {}
@@ -597,10 +697,17 @@ class SimAccount:
                 continue
             entry = sums.get(c)
             if entry is None:
-                entry = sums[c] = [0, 0, 0]
+                entry = sums[c] = [0, 0, 0, 0, 0, 0]
             entry[0] += rec
             entry[1 if hourly else 2] += 1
-        result = {CATEGORIES[c].code: (v[0], v[1], v[2]) for c, v in sorted(sums.items())}
+            if hourly:
+                entry[3] += rec
+                entry[4] += self.hourly_rate(row)
+                entry[5] += self.hourly_rate(row) if self.hours[row] else self.own[row]
+        result = {
+            CATEGORIES[c].code: (v[0], v[1], v[2], v[3], v[4], v[5])
+            for c, v in sorted(sums.items())
+        }
         self._category_cache = (self.version, result)
         return result
 
@@ -609,12 +716,107 @@ class SimAccount:
         counts = dict.fromkeys(
             (c.count_property for c in CATEGORIES if c.count_property is not None), 0
         )
-        for code, (_, hourly, monthly) in self.category_totals().items():
+        for code, (_, hourly, monthly, *_) in self.category_totals().items():
             prop = CATEGORIES[CATEGORY_INDEX[code]].count_property
             if prop is not None:
                 counts[prop] += hourly + monthly
         counts.update(self.misc_counts)
         return counts
+
+    # -- the billing clock -------------------------------------------------------------------
+
+    def _hourly_charge(self, row: int, hours: int) -> tuple[int, int]:
+        """(recurring, tax) mills of an hourly row after ``hours`` hours, children included."""
+        tier = self.tier_of(row)
+        if tier is None:
+            rec = self.own[row] * hours
+            return rec, tax_of(rec, self.tax_bp)
+        return _hourly_totals(tier, hours, self.tax_bp)
+
+    def accrue(self, moment: int) -> bool:
+        """Bring every hourly row's hours and charges to ``moment``; True if anything changed.
+
+        Hours tick at the top of each simulated hour, so within an hour nothing changes.
+        """
+        hour = moment // _HOUR
+        if hour == self.accrued_h:
+            return False
+        self.accrued_h = hour
+        hours_a, origin, rec_a, tax_a = self.hours, self.origin_h, self.rec, self.tax
+        changed = False
+        for row in self.hourly_rows:
+            hours = max(0, hour - origin[row])
+            if hours != hours_a[row]:
+                hours_a[row] = hours
+                rec_a[row], tax_a[row] = self._hourly_charge(row, hours)
+                changed = True
+        if changed:
+            self.p_rec = array("q", [0, *_prefix(rec_a)])
+            self.p_tax = array("q", [0, *_prefix(tax_a)])
+            self.version += 1
+        return changed
+
+    def next_event(self) -> int:
+        """Return the epoch of the account's next billing event (anniversary or payment)."""
+        due = self.payments_due[0][0] if self.payments_due else self.next_bill
+        return min(due, self.next_bill)
+
+    def run_event(self) -> None:
+        """Run the account's next billing event (see :meth:`next_event`)."""
+        if self.payments_due and self.payments_due[0][0] <= self.next_bill:
+            due, invoice_id = self.payments_due.pop(0)
+            self._settle(due, invoice_id)
+        else:
+            self._anniversary(self.next_bill)
+        self.version += 1
+
+    def _settle(self, moment: int, invoice_id: int) -> None:
+        inv = next(i for i in self.invoices if i.id == invoice_id)
+        if inv.status_code != "OPEN":
+            return  # paid by hand meanwhile
+        failed = self.payment == "card_failed"
+        inv.status_code = "CLOSED_FAILED" if failed else "CLOSED"
+        inv.payments = 0 if failed else inv.total
+        inv.closed = inv.modified = moment
+        self.recompute_balances()
+
+    def _anniversary(self, moment: int) -> None:
+        """Cut the recurring invoice at ``moment``, restart hourly items, roll the cycle."""
+        self.accrue(moment)  # the hourly usage of the cycle that ends now
+        for row, ends in enumerate(self.cancel_at):
+            if ends and ends <= moment and row not in self.cancelled:
+                self.cancelled.add(row)  # scheduled to end with the cycle
+        hi = bisect.bisect_left(self.created_at, moment)
+        new_lo = self.next_new_lo()
+        rows = [row for row in range(hi) if row not in self.cancelled]
+        inv = SimInvoice(
+            0, "RECURRING", "OPEN", moment, None, moment + 78, self.tax_bp, 0, hi, new_lo, ()
+        )
+        inv.rows = None if len(rows) == hi else array("i", rows)
+        inv.hours = array("I", self.hours[:hi])
+        inv.recurring = sum(self.rec[row] for row in rows)
+        inv.recurring_tax = sum(self.tax[row] for row in rows)
+        inv.one_time = sum(self.setup[row] for row in rows if row >= new_lo)
+        inv.one_time_tax = sum(self.setup_tax[row] for row in rows if row >= new_lo)
+        inv.item_count = sum(self.count[row] for row in rows)
+        inv.top_level_count = len(rows)
+        self.invoice_seq += 1
+        inv.id = self._invoice_id(self.invoice_seq)
+        self.invoices.append(inv)
+        self.recompute_balances()
+        settle = moment + (
+            self.payment_terms_days * _DAY if self.payment == "invoice" else CARD_SETTLE_SECONDS
+        )
+        bisect.insort(self.payments_due, (settle, inv.id))
+        # A new cycle: hourly items restart from 0 hours at the anniversary.
+        start_h = moment // _HOUR
+        for row in self.hourly_rows:
+            if row < hi:
+                self.origin_h[row] = start_h
+        self.accrued_h = -1  # force the recomputation below
+        self.accrue(moment)
+        self.cycle_start = moment
+        self.next_bill = utc_epoch(_add_months(aware(moment), 1))
 
     # -- mutation helpers --------------------------------------------------------------------
 
@@ -622,6 +824,11 @@ class SimAccount:
         """Append a childless row; returns its row index."""
         rec = own * hours if hourly else own
         tax = tax_of(rec, self.tax_bp)
+        row = len(self.cat)
+        self.origin_h.append(self.accrued_h - hours)
+        self.hours0.append(hours)
+        if hourly:
+            self.hourly_rows.append(row)
         self.cat.append(category)
         self.tier.append(CUSTOM_TIER)
         self.hourly.append(hourly)
@@ -665,25 +872,50 @@ def _add_months(moment: datetime, months: int) -> datetime:
 
 @dataclass
 class Scenario:
-    """A deterministic set of accounts; see :meth:`generate`."""
+    """A deterministic set of accounts; see :meth:`generate`.
+
+    The billing clock (Python API; the admin API and the CLI drive the same calls):
+
+    - ``scenario.clock`` is the :class:`~exporter.simulator.clock.SimClock`; hand
+      ``scenario.clock.time`` to ``exporter.poller.Poller(clock=...)`` so that the exporter
+      lives in the same simulated time;
+    - :meth:`advance` / :meth:`advance_to` move it and run every billing event on the way
+      (hourly accrual, the anniversary's invoice, payments), in order, before returning;
+    - :meth:`set_speed` lets it run on its own (events then run on the next request);
+    - :meth:`truth` is the ground truth at the clock's current time.
+
+    Example, one simulated month in hourly steps::
+
+        scenario = Scenario.generate(1, [AccountSpec(items=30, payment="invoice")], now=start)
+        for _ in range(31 * 24):
+            scenario.advance(timedelta(hours=1))
+            truth = scenario.truth(scenario.accounts[0].id)
+    """
 
     seed: int
     accounts: list[SimAccount]
-    now: int
-    fixed_clock: bool
+    now: int  # the generation time
+    fixed_clock: bool  # whether ``now`` was given (else it was the wall clock)
     version: int = 0
+    clock: SimClock = field(default_factory=lambda: SimClock(0.0))
     _by_id: dict[int, SimAccount] = field(default_factory=dict, repr=False)
     _last_event: int = 0
     _truth_cache: dict[int, tuple[int, AccountTruth]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def generate(
-        cls, seed: int, accounts: Sequence[AccountSpec], now: datetime | None = None
+        cls,
+        seed: int,
+        accounts: Sequence[AccountSpec],
+        now: datetime | None = None,
+        *,
+        speed: float = 0.0,
     ) -> Scenario:
         """Generate accounts from a seed.
 
-        ``now`` pins the clock (default: the wall clock at generation; mutations then stamp
-        real time).
+        ``now`` is when the simulated time starts (default: the wall clock); ``speed`` how
+        many simulated seconds pass per real second (default 0: time moves only with
+        :meth:`advance`, and each mutation stamps one second after the previous event).
         """
         if not accounts:
             raise ValueError("Scenario.generate needs at least one AccountSpec")
@@ -691,10 +923,44 @@ class Scenario:
             raise ValueError("Scenario.generate: now must be timezone-aware")
         now_epoch = utc_epoch(now) if now is not None else int(time.time())
         built = [SimAccount(i, seed, spec, now_epoch) for i, spec in enumerate(accounts)]
-        scenario = cls(seed, built, now_epoch, now is not None)
+        scenario = cls(seed, built, now_epoch, now is not None, clock=SimClock(now_epoch))
+        scenario.clock.set_speed(speed)
         scenario._by_id = {a.id: a for a in built}
         scenario._last_event = now_epoch
         return scenario
+
+    # -- the billing clock ------------------------------------------------------------------
+
+    def sync(self) -> int:
+        """Run every billing event due by the clock's time; returns that time (epoch)."""
+        moment = max(self._last_event, int(self.clock.now()))
+        changed = False
+        for acct in self.accounts:
+            while acct.next_event() <= moment:
+                acct.run_event()
+                changed = True
+            changed = acct.accrue(moment) or changed
+        if changed:
+            self.version += 1
+        return moment
+
+    def advance(self, duration: timedelta | float) -> datetime:
+        """Move the clock ``duration`` (or seconds) ahead, run what falls due; returns now."""
+        seconds = duration.total_seconds() if isinstance(duration, timedelta) else duration
+        self.clock.advance(seconds)
+        return aware(self.sync())
+
+    def advance_to(self, moment: datetime) -> datetime:
+        """Move the clock to ``moment`` (aware, not in the past), run what falls due."""
+        if moment.tzinfo is None:
+            raise ValueError("advance_to needs a timezone-aware moment")
+        self.clock.advance_to(max(moment.timestamp(), self.clock.now()))
+        return aware(self.sync())
+
+    def set_speed(self, speed: float) -> None:
+        """Let the clock run at ``speed`` simulated seconds per real second (0: stand still)."""
+        self.sync()
+        self.clock.set_speed(speed)
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -706,19 +972,19 @@ class Scenario:
             raise KeyError(f"no simulated account with id {account_id}") from None
 
     def event_time(self) -> int:
-        """Return a strictly increasing timestamp for mutations."""
-        wall = self.now if self.fixed_clock else int(time.time())
-        self._last_event = max(wall, self._last_event + 1)
+        """Return a strictly increasing timestamp for mutations (events due first run)."""
+        self._last_event = max(self.sync(), self._last_event + 1)
         return self._last_event
 
     def current_time(self) -> int:
-        """Return the scenario's "now" (epoch seconds)."""
-        return max(self._last_event, self.now if self.fixed_clock else int(time.time()))
+        """Return the scenario's "now" (epoch seconds), with every event due run."""
+        return self.sync()
 
     # -- truth -------------------------------------------------------------------------------
 
     def truth(self, account_id: int) -> AccountTruth:
         """Ground truth of one account, computed from the tables (cached per mutation)."""
+        self.sync()
         cached = self._truth_cache.get(account_id)
         if cached is not None and cached[0] == self.version:
             return cached[1]
@@ -735,8 +1001,13 @@ class Scenario:
                 mills_to_decimal(amount),
                 hourly,
                 monthly,
+                mills_to_decimal(hourly_amount),
+                mills_to_decimal(rate),
+                mills_to_decimal(known),
             )
-            for code, (amount, hourly, monthly) in acct.category_totals().items()
+            for code, (amount, hourly, monthly, hourly_amount, rate, known) in (
+                acct.category_totals().items()
+            )
         }
         truth = AccountTruth(
             account_id=acct.id,
@@ -754,6 +1025,9 @@ class Scenario:
             latest_recurring_invoice=by_id[latest.id] if latest else None,
             pending_invoice=by_id[pending.id] if pending else None,
             invoices=invoices,
+            cycle_start=aware(acct.cycle_start),
+            cycle_end=aware(acct.next_bill),
+            anniversary_day=acct.anniversary_day,
         )
         self._truth_cache[account_id] = (self.version, truth)
         return truth
@@ -826,6 +1100,31 @@ class Scenario:
         acct.version += 1
         self.version += 1
         return acct.item_id(row)
+
+    def recode_invoice(
+        self,
+        account_id: int,
+        invoice_id: int,
+        *,
+        type_code: str | None = None,
+        status_code: str | None = None,
+    ) -> None:
+        """Give an invoice a type or status code of SoftLayer's choosing, documented or not.
+
+        SoftLayer may add codes its documentation does not list; this lets a test see how
+        an exporter copes (the totals stay as they are).
+        """
+        acct = self.account(account_id)
+        inv = next((i for i in acct.invoices if i.id == invoice_id), None)
+        if inv is None:
+            raise ValueError(f"account {account_id} has no invoice {invoice_id}")
+        if type_code is not None:
+            inv.type_code = type_code
+        if status_code is not None:
+            inv.status_code = status_code
+        inv.modified = self.event_time()
+        acct.version += 1
+        self.version += 1
 
     def cancel_billing_item(self, account_id: int, item_id: int) -> None:
         """Cancel a top-level item now.

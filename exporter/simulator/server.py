@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from aiohttp import web
 
 from exporter.simulator.app import build_app
 from exporter.simulator.auth import Authenticator
+from exporter.simulator.clock import SimClock
 from exporter.simulator.faults import FaultRule
 from exporter.simulator.scenario import Scenario
-from exporter.simulator.state import SimulatorState, Stats
+from exporter.simulator.state import PageHook, SimulatorState, Stats
 
 
 class SimulatorServer:
@@ -157,3 +158,40 @@ class SimulatorServer:
     def expire_tokens(self) -> int:
         """Expire every IAM token issued so far; returns how many."""
         return self.state.auth.expire_tokens()
+
+    @property
+    def clock(self) -> SimClock:
+        """The scenario's billing clock (see :class:`~exporter.simulator.clock.SimClock`)."""
+        return self.scenario.clock
+
+    def set_page_cap(self, max_items: int | None, *, total_header: bool = True) -> None:
+        """Serve at most ``max_items`` rows per list page, whatever resultLimit asks.
+
+        None removes the cap; ``total_header`` says whether capped answers still carry
+        SoftLayer-Total-Items.
+        """
+        if max_items is not None and max_items < 1:
+            raise ValueError("page cap must be >= 1 or None")
+        self.state.page_cap = max_items
+        self.state.page_cap_total_header = total_header
+
+    def mutate_after_pages(
+        self,
+        after_pages: int,
+        action: Callable[[Scenario], object],
+        *,
+        method: str | None = None,
+        account_id: int | None = None,
+    ) -> PageHook:
+        """Run ``action(scenario)`` right after the ``after_pages``-th matching list page.
+
+        ``method`` is ``Service::method`` (e.g. ``SoftLayer_Account::getInvoices``); await
+        ``hook.fired.wait()`` to know it ran. Example, cancel an item between pages 2 and 3::
+
+            sim.mutate_after_pages(
+                2, lambda sc: sc.cancel_billing_item(acct.id, item_id), method=ITEMS
+            )
+        """
+        hook = PageHook(after_pages, action, method, account_id, getattr(action, "__name__", ""))
+        self.state.page_hooks.append(hook)
+        return hook

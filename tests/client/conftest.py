@@ -6,6 +6,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -13,8 +14,10 @@ import pytest
 from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, RetryConfig, Secret
 from exporter.poller import Poller
 from exporter.simulator import AccountSpec, Scenario, SimulatorServer
-from exporter.snapshot import AccountSnapshot, ExporterState, InvoiceSummary
+from exporter.snapshot import AccountSnapshot, ExporterState, InvoiceSummary, Source
 
+#: Projections are rounded to a micro-dollar (exporter.wire.AMOUNT_PLACES).
+MICRO_DOLLAR = Decimal("0.000001")
 #: Fast retries so fault tests take milliseconds; the policy itself is what's under test.
 FAST_RETRY = RetryConfig(attempts=3, initial_backoff_seconds=0.001, max_backoff_seconds=0.005)
 
@@ -56,8 +59,13 @@ def make_config(
 
 
 def pages(count: int, size: int) -> int:
-    """Requests a paged method needs for ``count`` records: always at least one."""
-    return max(1, math.ceil(count / size))
+    """Requests a paged method needs for ``count`` records: always at least one.
+
+    Pages ask for ``size + overlap`` rows, ``size`` apart (the overlap is
+    ``max(2, size // 20)``), so this is never more than ``ceil(count / size)``.
+    """
+    limit = size + max(2, size // 20)
+    return 1 if count <= limit else 1 + math.ceil((count - limit) / size)
 
 
 def window_invoices(truth: Any, since: datetime) -> list[Any]:
@@ -106,24 +114,44 @@ def assert_matches_truth(snapshot: AccountSnapshot, scenario: Scenario, account_
     assert breakdown.folded_categories == 0
     assert breakdown.item_count == truth.next_invoice_item_count
     got = {
-        c.code: (c.name, c.amount_usd, c.hourly_items, c.monthly_items)
+        c.code: (c.name, c.amount_usd, c.hourly_items, c.monthly_items, c.hourly_usd)
         for c in breakdown.categories
     }
     want = {
-        c.code: (c.name or c.code, c.amount, c.hourly_items, c.monthly_items)
+        c.code: (c.name or c.code, c.amount, c.hourly_items, c.monthly_items, c.hourly_amount)
         for c in truth.categories.values()
     }
     assert got == want
+    # The billing cycle and the projections to its end, at the poll's own time.
+    assert summary.billing_cycle is not None
+    assert (summary.billing_cycle.start, summary.billing_cycle.end) == (
+        truth.cycle_start,
+        truth.cycle_end,
+    )
+    polled_at = snapshot.sources[Source.NEXT_INVOICE_ITEMS].last_attempt
+    hours_left = truth.hours_left(polled_at)
+    for category in breakdown.categories:
+        expected = truth.categories[category.code].projected(hours_left)
+        assert category.projected_usd is not None
+        assert abs(category.projected_usd - expected) <= MICRO_DOLLAR, category.code
+    assert breakdown.projected_pre_tax_usd is not None
+    assert abs(breakdown.projected_pre_tax_usd - truth.projected_pre_tax(polled_at)) <= (
+        MICRO_DOLLAR
+    )
     window = snapshot.invoices
     assert window is not None
     expected_counts = dict.fromkeys(window.counts, 0)
     expected_amounts = dict.fromkeys(window.amounts_usd, 0)
+    failures = []
     for inv in window_invoices(truth, window.since):
         expected_counts[(inv.type_code, inv.status_code)] += 1
         expected_amounts[(inv.type_code, inv.status_code)] += inv.total
+        if inv.status_code == "CLOSED_FAILED" and inv.closed is not None:
+            failures.append(inv.closed)
     assert dict(window.counts) == expected_counts
     assert dict(window.amounts_usd) == expected_amounts
     assert len(window.counts) == 18
+    assert window.last_payment_failure == (max(failures) if failures else None)
 
 
 @pytest.fixture

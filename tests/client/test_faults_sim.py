@@ -24,7 +24,14 @@ GET_OBJECT = "SoftLayer_Account::getObject"
 GET_INVOICES = "SoftLayer_Account::getInvoices"
 GET_ITEMS = "SoftLayer_Account::getNextInvoiceTopLevelBillingItems"
 SOURCES_OF = {
-    GET_OBJECT: {Source.ACCOUNT, Source.LATEST_RECURRING_INVOICE, Source.PENDING_INVOICE},
+    # The forecast (next-invoice totals + items) is published whole or not at all, so a
+    # failed getObject holds the item breakdown back too.
+    GET_OBJECT: {
+        Source.ACCOUNT,
+        Source.LATEST_RECURRING_INVOICE,
+        Source.PENDING_INVOICE,
+        Source.NEXT_INVOICE_ITEMS,
+    },
     GET_INVOICES: {Source.INVOICES},
     GET_ITEMS: {Source.NEXT_INVOICE_ITEMS},
 }
@@ -47,6 +54,11 @@ FAULT_REASONS = [
     (FaultKind.UNAUTHORIZED, "auth"),
     (FaultKind.NOT_FOUND, "client"),
     (FaultKind.TOKEN_EXPIRED, "auth"),  # classic auth has no token to renew
+    # SoftLayer sends these defects with HTTP 500; their code says no retry can fix them.
+    (FaultKind.MASK_ERROR, "mask"),
+    (FaultKind.PARSE_ERROR, "parse"),
+    (FaultKind.INVALID_VALUE, "validation"),
+    (FaultKind.PERMISSION_DENIED, "permission"),
 ]
 RETRIED = {"rate_limited", "timeout", "server", "network"}
 TIMEOUT = 0.25
@@ -57,10 +69,12 @@ def attempts_for(kind: FaultKind, reason: str, method: str) -> int:
     if reason not in RETRIED:
         return 1
     if (
-        kind in (FaultKind.INTERNAL_ERROR, FaultKind.INTERNAL_ERROR_HTTP200)
+        kind in (FaultKind.INTERNAL_ERROR, FaultKind.INTERNAL_ERROR_HTTP200, FaultKind.HANG)
         and method != GET_OBJECT
     ):
-        return 3 + FAST_RETRY.attempts  # halved 100 -> 50 -> 25 -> 12, then retried at 12
+        # Internal Error and a timeout both say "page too big": halved 100 -> 50 -> 25 -> 12,
+        # then retried at 12.
+        return 3 + FAST_RETRY.attempts
     return FAST_RETRY.attempts
 
 

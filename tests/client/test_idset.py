@@ -100,6 +100,7 @@ def item(item_id: int) -> dict[str, Any]:
         "categoryCode": f"cat{item_id % 40}",
         "nextInvoiceTotalRecurringAmount": "1.25",
         "hourlyFlag": item_id % 2 == 0,
+        "hoursUsed": "5",
         "category": {"name": "Category"},
     }
 

@@ -13,7 +13,7 @@ import structlog
 from exporter.api_stats import ApiStats
 from exporter.poller import Poller
 from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
-from exporter.snapshot import Source
+from exporter.snapshot import ExporterState, PendingInvoice, Source
 from exporter.softlayer import SoftLayerClient
 from tests.client.conftest import (
     PollerFactory,
@@ -245,3 +245,99 @@ async def test_stop_cancels_a_hanging_cycle_cleanly(
     await asyncio.wait_for(runner, timeout=5)
     # Both accounts were waiting on the hung call: their previous snapshots stand, whole.
     assert dict(poller.state.accounts) == before
+
+
+async def test_forecast_is_published_whole_or_not_at_all(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
+) -> None:
+    """A getObject failure next to an items success serves neither new categories nor an old
+    forecast beside them; an items failure publishes the new balance but holds the forecast."""
+    poller = make_poller(make_config(sim, scenario))
+    assert await poller.poll_once()
+    acct = scenario.accounts[0]
+    first = poller.state.accounts["acct0"]
+    scenario.add_billing_item(acct.id, "guest_core", Decimal("40"))
+    scenario.pay_pending_invoice(acct.id)  # the balance changes too
+
+    sim.add_fault(FaultRule(kind=FaultKind.PERMISSION_DENIED, method=GET_OBJECT, times=1))
+    assert not await poller.poll_once()
+    held = poller.state.accounts["acct0"]
+    assert held.next_invoice == first.next_invoice
+    assert held.summary == first.summary
+    items = held.sources[Source.NEXT_INVOICE_ITEMS]
+    assert (items.up, items.last_error_reason) == (False, "permission")
+    assert items.last_error is not None
+    assert "not published" in items.last_error
+    assert items.last_success == first.sources[Source.NEXT_INVOICE_ITEMS].last_success
+
+    sim.add_fault(FaultRule(kind=FaultKind.PERMISSION_DENIED, method=GET_ITEMS, times=1))
+    assert not await poller.poll_once()
+    partial = poller.state.accounts["acct0"]
+    truth = scenario.truth(acct.id)
+    assert partial.summary is not None
+    assert first.summary is not None
+    assert partial.sources[Source.ACCOUNT].up
+    assert partial.summary.balance_usd == truth.balance  # fresh
+    assert partial.summary.next_invoice_pre_tax_usd == first.summary.next_invoice_pre_tax_usd
+    assert partial.summary.next_invoice_pre_tax_usd != truth.next_invoice_pre_tax
+    assert partial.next_invoice == first.next_invoice
+    assert not partial.sources[Source.NEXT_INVOICE_ITEMS].up
+
+    assert await poller.poll_once()
+    assert_matches_truth(poller.state.accounts["acct0"], scenario, acct.id)
+
+
+async def test_injected_clock_stamps_every_now(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
+) -> None:
+    """Timestamps, the look-back window, next_poll and the hours left in the cycle all come
+    from the injected wall clock, not from time.time()."""
+    acct = scenario.accounts[0]
+    truth = scenario.truth(acct.id)
+    moment = truth.cycle_end.timestamp() - 10 * 3600  # ten hours before the anniversary
+    config = make_config(sim, scenario)
+    poller = Poller(config, ExporterState(("acct0", "acct1")), clock=lambda: moment)
+    try:
+        assert await poller.poll_once()
+    finally:
+        await poller.aclose()
+    snapshot = poller.state.accounts["acct0"]
+    assert {s.last_attempt for s in snapshot.sources.values()} == {moment}
+    assert {s.last_success for s in snapshot.sources.values()} == {moment}
+    assert snapshot.next_poll == moment + config.poll_interval_seconds
+    assert snapshot.invoices is not None
+    assert snapshot.invoices.since.timestamp() == moment - config.invoice_lookback_seconds
+    assert snapshot.next_invoice is not None
+    for category in snapshot.next_invoice.categories:
+        expected = truth.categories[category.code]
+        assert category.projected_usd == expected.amount + expected.hourly_rate * 10
+
+
+async def test_undocumented_codes_are_served_under_their_own_code_and_logged_once(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
+) -> None:
+    """A status and a type SoftLayer does not document: counted under their own code, kept on
+    the latest recurring invoice, and only the first poll's event names them."""
+    acct = scenario.accounts[0]
+    truth = scenario.truth(acct.id)
+    assert truth.pending_invoice is not None
+    scenario.recode_invoice(acct.id, truth.pending_invoice.id, status_code="DISPUTED")
+    older = next(inv for inv in reversed(truth.invoices) if inv.type_code == "NEW")
+    scenario.recode_invoice(acct.id, older.id, type_code="SURPRISE")
+    poller = make_poller(make_config(sim, scenario))
+    with structlog.testing.capture_logs() as first:
+        assert await poller.poll_once()
+    with structlog.testing.capture_logs() as second:
+        assert await poller.poll_once()
+    mine = [e for e in first if e.get("account") == "acct0"]
+    assert [e["event"] for e in mine] == ["poll"]
+    assert sorted(mine[0]["undocumented_codes"]) == ["status:DISPUTED", "type:SURPRISE"]
+    assert all("undocumented_codes" not in e for e in second)
+    snapshot = poller.state.accounts["acct0"]
+    assert snapshot.latest_recurring_invoice is not None
+    assert snapshot.latest_recurring_invoice.status_code == "DISPUTED"
+    assert snapshot.pending_invoice == PendingInvoice(None)  # no longer OPEN
+    window = snapshot.invoices
+    assert window is not None
+    if older.created >= window.since:
+        assert window.counts[("SURPRISE", older.status_code)] == 1

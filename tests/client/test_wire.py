@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from exporter.snapshot import INVOICE_STATUSES, INVOICE_TYPES, OTHER_CATEGORY
+from exporter.snapshot import (
+    INVOICE_STATUSES,
+    INVOICE_TYPES,
+    MAX_UNDOCUMENTED_CODES,
+    OTHER_CATEGORY,
+    UNKNOWN_CODE,
+)
 from exporter.wire import (
     CategoryAggregator,
     DecodeError,
@@ -23,6 +29,7 @@ from exporter.wire import (
     parse_invoice,
     parse_latest_recurring_invoice,
     parse_pending_invoice,
+    project_breakdown,
 )
 
 SAMPLES = Path(__file__).parent.parent / "samples"
@@ -87,6 +94,28 @@ def test_decimal_accepts_strings_and_numbers(wire: Any, expected: Decimal) -> No
 
 
 @pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        # .024 * 318 computed as a double, as a JSON number field can carry it.
+        (Decimal("19.080000000000002"), Decimal("19.08")),
+        (0.024 * 318, Decimal("7.632")),
+        (Decimal("19.079999999999998"), Decimal("19.08")),
+        (0.1 + 0.2, Decimal("0.3")),
+        ("0.00000000001", Decimal(0)),
+        (Decimal("123456789.12000001"), Decimal("123456789.12")),
+        (Decimal("-0.0000001"), Decimal(0)),
+        ("0.0000005", Decimal(0)),  # half-even: exactly half a micro-dollar rounds to even
+        ("0.0000015", Decimal("0.000002")),
+    ],
+)
+def test_decimal_rounds_float_noise_to_a_micro_dollar(wire: Any, expected: Decimal) -> None:
+    """Binary-double noise on a number field is rounded away (6 places), never a failure."""
+    parsed = parse_decimal(wire, "x")
+    assert parsed == expected
+    assert str(parsed) != "-0"
+
+
+@pytest.mark.parametrize(
     "wire",
     [
         None,
@@ -105,7 +134,6 @@ def test_decimal_accepts_strings_and_numbers(wire: Any, expected: Decimal) -> No
         "1" * 16,
         10**15,
         Decimal("1E+9999999999"),
-        "0.00000000001",
     ],
 )
 def test_decimal_rejects_what_is_not_an_amount(wire: Any) -> None:
@@ -230,15 +258,65 @@ def test_item_without_total_amount_is_an_error() -> None:
 
 
 def item(
-    item_id: int, code: str, amount: str, *, hourly: bool = False, name: str = ""
+    item_id: int,
+    code: str,
+    amount: str,
+    *,
+    hourly: bool = False,
+    name: str = "",
+    hours: str | None = "10",
+    rate: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    row: dict[str, Any] = {
         "id": item_id,
         "categoryCode": code,
         "hourlyFlag": hourly,
         "nextInvoiceTotalRecurringAmount": amount,
         "category": {"name": name},
     }
+    if hourly and hours is not None:
+        row["hoursUsed"] = hours
+    if hourly and rate is not None:
+        row["hourlyRecurringFee"] = rate
+    return row
+
+
+def test_hourly_and_monthly_money_are_told_apart() -> None:
+    """Hourly items are month-to-date with an effective rate (children included); monthly
+    items are the whole month; the projection adds rate x hours left."""
+    aggregator = CategoryAggregator()
+    aggregator.add_page(
+        [
+            # The softlayer-cli guest fixture: (.036 + .024 RAM child) x 318 h = 19.08,
+            # here with the noise a double carries.
+            item(1, "guest_core", "19.080000000000002", hourly=True, hours="318"),
+            item(2, "guest_core", "25"),
+            # No hour used yet this cycle: its own hourlyRecurringFee is the rate.
+            item(3, "guest_core", "0", hourly=True, hours="0", rate=".05"),
+        ]
+    )
+    (guest,) = aggregator.result(top_n=5).categories
+    assert guest.amount_usd == Decimal("44.08")
+    assert guest.hourly_usd == Decimal("19.08")
+    assert guest.monthly_usd == Decimal(25)
+    assert guest.hourly_rate_usd == Decimal("0.11")
+    assert (guest.hourly_items, guest.monthly_items) == (2, 1)
+    projected = project_breakdown(
+        aggregator.result(top_n=5), pre_tax_usd=Decimal("100"), hours_left=Decimal(100)
+    )
+    assert projected.categories[0].projected_usd == Decimal("55.08")
+    assert projected.projected_pre_tax_usd == Decimal("111")
+    # Past the cycle's end nothing more accrues.
+    late = project_breakdown(aggregator.result(5), pre_tax_usd=Decimal(1), hours_left=Decimal(-3))
+    assert late.categories[0].projected_usd == Decimal("44.08")
+
+
+def test_hourly_item_without_any_rate_is_an_error() -> None:
+    """An hourly item with no hour used and no hourlyRecurringFee has no rate: DecodeError."""
+    with pytest.raises(DecodeError, match=r"items\[0\]\.hourlyRecurringFee: missing"):
+        CategoryAggregator().add_page([item(1, "guest_core", "0", hourly=True, hours=None)])
+    with pytest.raises(DecodeError, match=r"items\[0\]\.hoursUsed: negative"):
+        CategoryAggregator().add_page([item(1, "guest_core", "5", hourly=True, hours="-1")])
 
 
 def test_top_n_folds_the_rest_into_other() -> None:
@@ -309,13 +387,42 @@ def test_invoice_window_has_every_type_status_pair() -> None:
         ]
     )  # fmt: skip
     result = window.result()
-    assert set(result.counts) == {(t, s) for t in INVOICE_TYPES for s in INVOICE_STATUSES}
+    documented = {(t, s) for t in INVOICE_TYPES for s in INVOICE_STATUSES}
+    assert set(result.counts) == documented | {("SURPRISE", "OPEN")}
     assert set(result.amounts_usd) == set(result.counts)
     assert result.counts[("NEW", "CLOSED")] == 1
     assert result.counts[("NEW", "OPEN")] == 0  # created 2021-11-24, before the window
     assert result.amounts_usd[("RECURRING", "CLOSED_FAILED")] == Decimal("19.99")
-    assert sum(result.counts.values()) == 2
-    assert window.unknown == 1
+    assert result.counts[("SURPRISE", "OPEN")] == 1
+    assert sum(result.counts.values()) == 3
+    assert window.undocumented == [("type", "SURPRISE")]
+    assert result.last_payment_failure is None  # the failed one has no closedDate
+
+
+def test_undocumented_codes_are_bounded_and_the_last_failure_is_kept() -> None:
+    """Codes that do not look like codes, and those past the cap, count under UNKNOWN; the
+    newest CLOSED_FAILED invoice's closedDate is the last payment failure."""
+    window = InvoiceWindowAggregator(datetime(2021, 12, 1, tzinfo=UTC))
+    codes = ["ODD1", "ODD2", "ODD3", "ODD4", "ODD5", "ODD6", "not a code", ""]
+    page = [
+        {"id": i, "typeCode": code, "statusCode": "CLOSED",
+         "createDate": "2022-01-01T00:00:00-06:00", "invoiceTotalAmount": "1"}
+        for i, code in enumerate(codes, start=1)
+    ] + [
+        {"id": 90 + i, "typeCode": "RECURRING", "statusCode": "CLOSED_FAILED",
+         "createDate": "2022-01-01T00:00:00-06:00", "closedDate": closed,
+         "invoiceTotalAmount": "2"}
+        for i, closed in enumerate(["2022-01-04T00:00:00-06:00", "2022-01-09T00:00:00-06:00"])
+    ]  # fmt: skip
+    assert window.add_page(page) == len(page)
+    result = window.result()
+    extra = {k: v for k, v in result.counts.items() if k[0] not in INVOICE_TYPES}
+    assert extra == {
+        **{(code, "CLOSED"): 1 for code in codes[:MAX_UNDOCUMENTED_CODES]},
+        (UNKNOWN_CODE, "CLOSED"): len(codes) - MAX_UNDOCUMENTED_CODES,
+    }
+    assert result.last_payment_failure == datetime(2022, 1, 9, 6, tzinfo=UTC)
+    assert window.add_page(page) == 0  # nothing new the second time
 
 
 def test_invoice_window_needs_an_aware_start() -> None:

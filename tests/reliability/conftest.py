@@ -38,6 +38,9 @@ VOLATILE = {
     "softlayer_api_request_duration_seconds_created",
     "softlayer_api_requests_created",
     "softlayer_api_errors_created",
+    # Projections to the end of the billing cycle move with the poll's time by design.
+    "softlayer_next_invoice_projected_pre_tax_usd",
+    "softlayer_next_invoice_category_projected_usd",
 }
 
 

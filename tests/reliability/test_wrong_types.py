@@ -82,7 +82,8 @@ async def test_object_where_an_amount_belongs_is_a_decode_error(
     scenario: Scenario, proxied: tuple[SimulatorServer, CorruptingProxy, str]
 ) -> None:
     """An object in place of the balance: account source down (decode), last value kept,
-    the other sources up, and the next clean cycle recovers."""
+    the forecast it feeds held back (next_invoice_items down with the same reason), the
+    invoice sources up, and the next clean cycle recovers."""
     _sim, proxy, endpoint = proxied
     acct = scenario.accounts[0]
     config = Config(
@@ -114,7 +115,10 @@ async def test_object_where_an_amount_belongs_is_a_decode_error(
         assert "balance" in status.last_error
         assert bad.summary == good.summary
         assert bad.sources[Source.INVOICES].up
-        assert bad.sources[Source.NEXT_INVOICE_ITEMS].up
+        assert bad.sources[Source.PENDING_INVOICE].up
+        held = bad.sources[Source.NEXT_INVOICE_ITEMS]
+        assert (held.up, held.last_error_reason) == (False, "decode")
+        assert bad.next_invoice == good.next_invoice
         assert poller.api_stats.errors[("acct", "decode")] == 1
 
         proxy.corrupt = False

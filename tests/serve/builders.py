@@ -15,6 +15,7 @@ from exporter.snapshot import (
     INVOICE_TYPES,
     AccountSnapshot,
     AccountSummary,
+    BillingCycle,
     CategoryTotals,
     ExporterState,
     InvoiceSummary,
@@ -26,6 +27,9 @@ from exporter.snapshot import (
 )
 
 PLANTED_KEY = "PLANTEDsecretKEY0123456789abcdefDONOTLEAK"
+CYCLE_START = datetime(2026, 11, 1, 5, 0, tzinfo=UTC)
+CYCLE_END = datetime(2026, 12, 1, 5, 0, tzinfo=UTC)
+LAST_PAYMENT_FAILURE = datetime(2026, 9, 4, 11, 0, tzinfo=UTC)
 
 LATEST = InvoiceSummary(
     invoice_id=101,
@@ -70,6 +74,7 @@ def window() -> InvoiceWindow:
         since=datetime(2026, 8, 25, tzinfo=UTC),
         counts=MappingProxyType(counts),
         amounts_usd=MappingProxyType(amounts),
+        last_payment_failure=LAST_PAYMENT_FAILURE,
     )
 
 
@@ -103,18 +108,40 @@ def full_snapshot(
             next_invoice_one_time_usd=Decimal("100.05"),
             next_invoice_tax_usd=Decimal("150.08"),
             next_invoice_item_count=7,
+            billing_cycle=BillingCycle(start=CYCLE_START, end=CYCLE_END),
         ),
         latest_recurring_invoice=LATEST,
         pending_invoice=PendingInvoice(PENDING if pending else None),
         invoices=window(),
         next_invoice=NextInvoiceBreakdown(
             categories=(
-                CategoryTotals("server", "Server", Decimal("1000.50"), 1, 2),
-                CategoryTotals("guest_core", "", Decimal("300.20"), 3, 0),
-                CategoryTotals("other", "Other", Decimal("100.00"), 0, 1),
+                CategoryTotals(
+                    "server",
+                    "Server",
+                    Decimal("1000.50"),
+                    1,
+                    2,
+                    hourly_usd=Decimal("200.25"),
+                    hourly_rate_usd=Decimal("0.5"),
+                    projected_usd=Decimal("1100.50"),
+                ),
+                CategoryTotals(
+                    "guest_core",
+                    "",
+                    Decimal("300.20"),
+                    3,
+                    0,
+                    hourly_usd=Decimal("300.20"),
+                    hourly_rate_usd=Decimal("1.5"),
+                    projected_usd=Decimal("600.20"),
+                ),
+                CategoryTotals(
+                    "other", "Other", Decimal("100.00"), 0, 1, projected_usd=Decimal(100)
+                ),
             ),
             folded_categories=4,
             item_count=7,
+            projected_pre_tax_usd=Decimal("1900.75"),
         ),
         sources=sources(dict.fromkeys(down, False)),
         poll_duration_seconds=2.5,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from tests.conftest import require_tool
 from . import builders as b
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
-INVOICE_LABELS = {"account", "invoice", "invoice_type", "status"}
+INVOICE_LABELS = {"account", "invoice", "invoice_type"}
 
 
 def samples(collector: SnapshotCollector) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -73,12 +74,11 @@ class TestValues:
         assert values[key("softlayer_account_balance_usd", account="prod")] == -12.34
 
     def test_latest_recurring_invoice(self, values):
-        """Every invoice gauge of the latest recurring invoice carries its type and status."""
+        """Every invoice gauge of the latest recurring invoice carries its type, no status."""
         labels = {
             "account": "prod",
             "invoice": "latest_recurring",
             "invoice_type": "RECURRING",
-            "status": "CLOSED",
         }
         expected = {
             "softlayer_invoice_total_usd": 1100.10,
@@ -94,6 +94,50 @@ class TestValues:
         }
         for name, value in expected.items():
             assert values[key(name, **labels)] == pytest.approx(value), name
+        assert not [k for k in values if k[0].startswith("softlayer_invoice_") and (
+            "status" in dict(k[1])) and k[0] != "softlayer_invoice_status"]  # fmt: skip
+
+    def test_invoice_status_is_a_state_set(self, values):
+        """One series per documented status, 1 for the current one, 0 for the others."""
+        states = {
+            (dict(k[1])["invoice"], dict(k[1])["status"]): v
+            for k, v in values.items()
+            if k[0] == "softlayer_invoice_status"
+        }
+        assert states == {
+            ("latest_recurring", "OPEN"): 0,
+            ("latest_recurring", "CLOSED"): 1,
+            ("latest_recurring", "CLOSED_FAILED"): 0,
+            ("pending", "OPEN"): 1,
+            ("pending", "CLOSED"): 0,
+            ("pending", "CLOSED_FAILED"): 0,
+        }
+
+    def test_undocumented_codes_keep_their_own_code(self):
+        """An undocumented status or type is exported under its own code (status 1); a value
+        that is not a code shape is exported as UNKNOWN."""
+        odd = replace(b.PENDING, status_code="DISPUTED", type_code="free text!")
+        snap = replace(b.full_snapshot(), pending_invoice=b.PendingInvoice(odd))
+        window = b.window()
+        counts = {**window.counts, ("SURPRISE", "OPEN"): 2}
+        amounts = {**window.amounts_usd, ("SURPRISE", "OPEN"): b.Decimal("3.5")}
+        snap = replace(snap, invoices=replace(window, counts=counts, amounts_usd=amounts))
+        values = samples(SnapshotCollector(b.state(snap), None, b.config()))
+        status = {
+            dict(k[1])["status"]: v
+            for k, v in values.items()
+            if k[0] == "softlayer_invoice_status" and ("invoice", "pending") in k[1]
+        }
+        assert status == {"OPEN": 0, "CLOSED": 0, "CLOSED_FAILED": 0, "DISPUTED": 1}
+        total = key(
+            "softlayer_invoice_total_usd", account="prod", invoice="pending", invoice_type="UNKNOWN"
+        )
+        assert values[total] == 1210.50
+        recent = key(
+            "softlayer_recent_invoices", account="prod", invoice_type="SURPRISE", status="OPEN"
+        )
+        assert values[recent] == 2
+        assert len([k for k in values if k[0] == "softlayer_recent_invoices"]) == 19
 
     def test_pending_invoice(self, values):
         """The pending invoice is exported with its open balance and without a closed time."""
@@ -101,7 +145,6 @@ class TestValues:
             "account": "prod",
             "invoice": "pending",
             "invoice_type": "RECURRING",
-            "status": "OPEN",
         }
         assert values[key("softlayer_invoice_total_usd", **labels)] == 1210.50
         assert values[key("softlayer_invoice_open_balance_usd", **labels)] == 1010.50
@@ -155,6 +198,8 @@ class TestValues:
             == 0.048
         )
         assert values[key("softlayer_recent_invoices_window_seconds", account="prod")] == 90 * 86400
+        failure = key("softlayer_invoice_last_payment_failure_timestamp_seconds", account="prod")
+        assert values[failure] == b.LAST_PAYMENT_FAILURE.timestamp()
 
     def test_next_invoice(self, values):
         """Next-invoice totals come from the summary, categories from the breakdown."""
@@ -163,10 +208,21 @@ class TestValues:
         assert values[key("softlayer_next_invoice_one_time_usd", account="prod")] == 100.05
         assert values[key("softlayer_next_invoice_tax_usd", account="prod")] == 150.08
         assert values[key("softlayer_next_invoice_items", account="prod")] == 7
-        assert (
-            values[key("softlayer_next_invoice_category_usd", account="prod", category="server")]
-            == 1000.50
+        category = "softlayer_next_invoice_category_usd"
+        server = {"account": "prod", "category": "server"}
+        assert values[key(category, **server, billing="hourly")] == 200.25
+        assert values[key(category, **server, billing="monthly")] == 800.25
+        # Both billing series exist for every category, 0 when it has none of that kind.
+        assert values[key(category, account="prod", category="guest_core", billing="monthly")] == 0
+        projected = "softlayer_next_invoice_category_projected_usd"
+        assert values[key(projected, **server)] == 1100.50
+        assert values[key("softlayer_next_invoice_projected_pre_tax_usd", account="prod")] == (
+            1900.75
         )
+        start = key("softlayer_billing_cycle_start_timestamp_seconds", account="prod")
+        end = key("softlayer_billing_cycle_end_timestamp_seconds", account="prod")
+        assert values[start] == b.CYCLE_START.timestamp()
+        assert values[end] == b.CYCLE_END.timestamp()
         assert (
             values[
                 key(
@@ -238,6 +294,8 @@ class TestValues:
             ]
             == 35 * 86400
         )
+        grace = key("softlayer_alert_threshold_seconds", account="prod", kind="open_invoice_grace")
+        assert values[grace] == 30 * 86400
         assert (
             values[key("softlayer_alert_threshold_ratio", account="prod", kind="forecast_surge")]
             == 1.25
@@ -303,7 +361,18 @@ class TestValues:
         auth and rate-limit alerts would wait for a second error.
         """
         assert values[key("softlayer_api_errors_total", account="prod", reason="timeout")] == 1
-        for reason in ("auth", "rate_limited", "client", "decode", "network"):
+        for reason in (
+            "auth",
+            "permission",
+            "rate_limited",
+            "client",
+            "decode",
+            "network",
+            "mask",
+            "parse",
+            "validation",
+            "incomplete",
+        ):
             assert values[key("softlayer_api_errors_total", account="prod", reason=reason)] == 0
         assert (
             values[
@@ -331,10 +400,11 @@ class TestValues:
 
 class TestLifecycle:
     def test_before_first_poll(self):
-        """Before any source succeeded only health, thresholds and build info are served."""
+        """Before the first poll only thresholds and build info are served: no softlayer_up
+        (0 would read as a failure), no source or billing series."""
         state = b.ExporterState(("prod",))
         values = samples(SnapshotCollector(state, None, b.config()))
-        assert values[key("softlayer_up", account="prod")] == 0
+        assert not [k for k in values if k[0] == "softlayer_up"]
         assert not [
             k for k in values if k[0].startswith(("softlayer_invoice", "softlayer_account"))
         ]
@@ -345,9 +415,8 @@ class TestLifecycle:
         state = b.state(b.full_snapshot())
         collector = SnapshotCollector(state, None, b.config())
         first = samples(collector)
-        assert (
-            key("softlayer_next_invoice_category_usd", account="prod", category="server") in first
-        )
+        server = {"account": "prod", "category": "server", "billing": "monthly"}
+        assert key("softlayer_next_invoice_category_usd", **server) in first
         snap = b.full_snapshot()
         state.publish(
             AccountSnapshot(
@@ -358,10 +427,7 @@ class TestLifecycle:
             )
         )
         second = samples(collector)
-        assert (
-            key("softlayer_next_invoice_category_usd", account="prod", category="server")
-            not in second
-        )
+        assert key("softlayer_next_invoice_category_usd", **server) not in second
 
     def test_several_accounts(self):
         """Each account gets its own series, one failing does not hide the other."""

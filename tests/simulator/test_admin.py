@@ -124,3 +124,86 @@ async def test_mutations_over_http(client: Client, scenario: Scenario) -> None:
     status, body = await admin(client, "POST", base + "open-pending-invoice", {"amount": "lots"})
     assert status == 400
     assert "amount" in body["error"]
+
+
+async def test_billing_clock_over_http(client: Client, scenario: Scenario) -> None:
+    """GET/POST /__admin/clock reads, advances (events run) and sets the speed; bad input 400."""
+    acct = scenario.accounts[0]
+    status, clock = await admin(client, "GET", "clock")
+    assert status == 200
+    assert (clock["epoch"], clock["speed"]) == (scenario.current_time(), 0.0)
+    end = scenario.truth(acct.id).cycle_end
+    status, moved = await admin(client, "POST", "clock", {"to": end.isoformat()})
+    assert status == 200
+    assert moved["epoch"] == int(end.timestamp())
+    _, truth = await admin(client, "GET", f"accounts/{acct.id}/truth")
+    assert truth["latest_recurring_invoice"]["created"] == end.isoformat()
+    status, moved = await admin(client, "POST", "clock", {"advance": "1d12h", "speed": 60})
+    assert (status, moved["epoch"], moved["speed"]) == (200, int(end.timestamp()) + 129_600, 60)
+    assert scenario.clock.speed == 60
+    status, moved = await admin(client, "POST", "clock", {"advance": 30, "speed": 0})
+    assert moved["speed"] == 0
+    for payload, fragment in (
+        ({}, "speed"),
+        ({"speed": -1}, "speed"),
+        ({"advance": "soon"}, "duration"),
+        ({"advance": -5}, ">= 0"),
+        ({"to": "yesterday"}, "ISO-8601"),
+        ({"to": "2020-01-01T00:00:00"}, "UTC offset"),
+        ({"to": "2020-01-01T00:00:00+00:00"}, "forward"),
+        ({"tick": 1}, "speed"),
+    ):
+        status, body = await admin(client, "POST", "clock", payload)
+        assert status == 400, payload
+        assert fragment in body["error"], (payload, body)
+
+
+async def test_page_cap_and_page_hooks_over_http(
+    client: Client, sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """The page cap and page hooks are set over HTTP and act on list calls."""
+    acct = scenario.accounts[0]
+    status, cap = await admin(client, "POST", "page-cap", {"max_items": 4, "total_header": False})
+    assert (status, cap) == (200, {"max_items": 4, "total_header": False})
+    path = "SoftLayer_Account/getNextInvoiceTopLevelBillingItems.json"
+    answer = await client.get(path, acct, objectMask="mask[id]", resultLimit="0,100")
+    assert (len(answer.json), answer.total) == (4, None)
+    assert (await admin(client, "POST", "page-cap", {"max_items": None}))[0] == 200
+    assert sim.state.page_cap is None
+    victim = acct.item_id(2)
+    hook = {
+        "after_pages": 1,
+        "account_id": acct.id,
+        "method": "SoftLayer_Account::getNextInvoiceTopLevelBillingItems",
+        "action": {"cancel_item": victim},
+    }
+    status, created = await admin(client, "POST", "page-hooks", hook)
+    assert (status, created["seen"], created["fired"]) == (201, 0, False)
+    listed = (await admin(client, "GET", "page-hooks"))[1]
+    assert listed[0]["action"] == f'{{"cancel_item": {victim}}}'
+    first = await client.get(path, acct, objectMask="mask[id]")
+    second = await client.get(path, acct, objectMask="mask[id]")
+    assert victim in [row["id"] for row in first.json]
+    assert victim not in [row["id"] for row in second.json]
+    assert (await admin(client, "GET", "page-hooks"))[1] == []
+    added = {**hook, "action": {"add_item": {"category_code": "server", "recurring_fee": "9"}}}
+    assert (await admin(client, "POST", "page-hooks", added))[0] == 201
+    assert (await admin(client, "DELETE", "page-hooks"))[0] == 200
+    assert sim.state.page_hooks == []
+    for payload, fragment in (
+        ({**hook, "after_pages": 0}, "after_pages"),
+        ({**hook, "action": {"explode": 1}}, "unknown action"),
+        ({**hook, "action": {"cancel_item": 1, "advance": 2}}, "exactly one"),
+        ({**hook, "account_id": None}, "needs an account_id"),
+        ({**hook, "method": "getInvoices"}, "method"),
+        ({**hook, "extra": 1}, "unknown page hook fields"),
+        ({**hook, "action": {"add_item": {"category_code": "x"}}}, "recurring_fee"),
+        ({"after_pages": 1, "action": {"advance": "later"}}, "duration"),
+        ({"max_items": 0}, None),
+    ):
+        target = "page-cap" if fragment is None else "page-hooks"
+        status, body = await admin(client, "POST", target, payload)
+        assert status == 400, payload
+        assert fragment is None or fragment in body["error"], (payload, body)
+    status, _ = await admin(client, "POST", "page-hooks", {**hook, "account_id": 1})
+    assert status == 404

@@ -102,6 +102,11 @@ def test_help_documents_the_options() -> None:
         "--token-ttl",
         "--fault",
         "--now",
+        "--clock-speed",
+        "--payment",
+        "--payment-terms",
+        "--page-cap",
+        "--page-cap-without-total",
     ):
         assert option in result.stdout
 
@@ -115,6 +120,9 @@ def test_help_documents_the_options() -> None:
         (["--latency", "soon"], "expected a number"),
         (["--now", "2026-01-01T00:00:00"], "needs a UTC offset"),
         (["--accounts", "0"], "--accounts must be at least 1"),
+        (["--clock-speed", "-1"], "expected a number >= 0"),
+        (["--payment", "cash"], "invalid choice"),
+        (["--page-cap", "x"], "expected an integer"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(
@@ -133,3 +141,66 @@ def test_listen_address_forms() -> None:
     assert parse_listen_address("[::1]:8080") == ("::1", 8080)
     assert parse_listen_address(":9779") == ("0.0.0.0", 9779)
     assert build_parser().parse_args([]).listen == ("127.0.0.1", 9779)
+
+
+@pytest.fixture
+def clocked_simulator() -> Iterator[dict[str, object]]:
+    """The console script with the billing clock, payment terms and a page cap set."""
+    argv = [
+        *console_script(),
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--items",
+        "12",
+        "--now",
+        "2026-11-23T06:00:00+00:00",
+        "--clock-speed",
+        "3600",
+        "--payment",
+        "invoice",
+        "--payment-terms",
+        "15",
+        "--page-cap",
+        "5",
+        "--page-cap-without-total",
+    ]
+    with subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as process:
+        try:
+            assert process.stdout is not None
+            yield json.loads(process.stdout.readline())
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+async def test_clock_payment_and_page_cap_options(clocked_simulator: dict[str, object]) -> None:
+    """--now/--clock-speed start the billing clock, --payment sets the terms served in
+    billingInfo, --page-cap[-without-total] caps list pages."""
+    first = clocked_simulator
+    accounts = first["accounts"]
+    assert isinstance(accounts, list)
+    acct = accounts[0]
+    auth = {"Authorization": aiohttp.encode_basic_auth(acct["username"], acct["api_key"])}
+    endpoint = str(first["endpoint"])
+    async with aiohttp.ClientSession(headers=auth) as session:
+        async with session.get(str(first["admin_url"]) + "clock") as r:
+            clock = await r.json()
+        async with session.get(
+            endpoint + "SoftLayer_Account/getObject.json?objectMask=mask[billingInfo]"
+        ) as r:
+            info = (await r.json())["billingInfo"]
+        async with session.get(
+            endpoint + "SoftLayer_Account/getNextInvoiceTopLevelBillingItems.json"
+        ) as r:
+            rows = await r.json()
+            total = r.headers.get("SoftLayer-Total-Items")
+    assert clock["speed"] == 3600
+    assert clock["epoch"] >= 1795413600  # 2026-11-23T06:00:00Z, then running
+    assert info["paymentTerms"] == 15
+    assert (len(rows), total) == (5, None)

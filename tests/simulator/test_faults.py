@@ -98,6 +98,24 @@ async def test_unauthorized_not_found_token_expired(
         assert (answer.status, answer.json["code"]) == (status, code)
 
 
+async def test_request_defects_are_http_500_with_their_code(
+    client: Client, sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """Mask, parse, validation and permission errors come as HTTP 500 with their own code."""
+    expected = {
+        FaultKind.MASK_ERROR: "SoftLayer_Exception_WebService_ObjectMask",
+        FaultKind.PARSE_ERROR: "SoftLayer_Exception_Common_Parser",
+        FaultKind.INVALID_VALUE: "SoftLayer_Exception_InvalidValue",
+        FaultKind.PERMISSION_DENIED: "SoftLayer_Exception_PermissionDenied",
+    }
+    for kind, code in expected.items():
+        sim.add_fault(FaultRule(kind=kind, times=1))
+        answer = await get_invoices(client, scenario)
+        assert (answer.status, answer.json["code"]) == (500, code)
+        assert answer.json["error"]
+    assert (await get_invoices(client, scenario)).status == 200
+
+
 async def test_wrong_types(client: Client, sim: SimulatorServer, scenario: Scenario) -> None:
     """WRONG_TYPES swaps numbers and numeric strings in an otherwise real answer."""
     sim.add_fault(FaultRule(kind=FaultKind.WRONG_TYPES, method=INVOICES, times=1))
@@ -305,3 +323,24 @@ def test_fault_rule_json_round_trip() -> None:
         FaultRule.from_json({"kind": "hang", "times": "2"})
     with pytest.raises(ValueError, match="JSON object"):
         FaultRule.from_json([])
+
+
+async def test_float_noise_and_absurd_total_faults(
+    client: Client, sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """FLOAT_NOISE moves every non-integral number one ulp; ABSURD_TOTAL_ITEMS claims 1e9."""
+    acct = scenario.accounts[0]
+    mask = "mask[balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,id]"
+    clean = (await client.get("SoftLayer_Account/getObject.json", acct, objectMask=mask)).json
+    sim.add_fault(FaultRule(kind=FaultKind.FLOAT_NOISE, times=1))
+    noisy = (await client.get("SoftLayer_Account/getObject.json", acct, objectMask=mask)).json
+    assert noisy["id"] == clean["id"]
+    for key in ("balance", "nextInvoiceTotalAmount", "nextInvoiceTotalRecurringAmount"):
+        if isinstance(clean[key], float):
+            assert noisy[key] != clean[key]
+            assert abs(noisy[key] - clean[key]) < 1e-9
+            assert len(repr(noisy[key])) > len(repr(clean[key]))
+    sim.add_fault(FaultRule(kind=FaultKind.ABSURD_TOTAL_ITEMS, times=1))
+    path = "SoftLayer_Account/getNextInvoiceTopLevelBillingItems.json"
+    absurd = await client.get(path, acct, resultLimit="0,5", objectMask="mask[id]")
+    assert (absurd.total, len(absurd.json)) == (1_000_000_000, 5)

@@ -6,6 +6,7 @@ The client is synchronous, so the simulator runs on its own event loop in a back
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -161,3 +162,34 @@ def test_apikey_user_works(world: tuple[Scenario, SimulatorServer]) -> None:
     acct = scenario.accounts[0]
     iam = make_client(server, "apikey", acct.iam_api_key)
     assert iam.call("Account", "getObject", mask="mask[id]") == {"id": acct.id}
+
+
+def test_billing_clock_as_the_official_client_sees_it() -> None:
+    """billingInfo, hourly accrual and the anniversary's invoice, read with softlayer-python."""
+    scenario = Scenario.generate(
+        seed=12, accounts=[AccountSpec(items=30, pending_invoice=False)], now=FIXED_NOW
+    )
+    acct = scenario.accounts[0]
+    with ThreadedSimulator(scenario, rate_limit_per_second=None) as server:
+        client = make_client(server, acct.username, acct.api_key)
+        mask = "mask[billingInfo[anniversaryDayOfMonth,lastBillDate,nextBillDate]]"
+        info = client.call("Account", "getObject", mask=mask)["billingInfo"]
+        truth = scenario.truth(acct.id)
+        assert info["anniversaryDayOfMonth"] == truth.cycle_end.day
+        assert info["nextBillDate"] == truth.cycle_end.isoformat()
+        items_mask = "mask[id,hourlyFlag,hoursUsed]"
+        before = client.call(
+            "Account", "getNextInvoiceTopLevelBillingItems", mask=items_mask, iter=True
+        )
+        scenario.advance(truth.cycle_end - FIXED_NOW - timedelta(hours=2))
+        during = client.call(
+            "Account", "getNextInvoiceTopLevelBillingItems", mask=items_mask, iter=True
+        )
+        hours = {row["id"]: int(row["hoursUsed"]) for row in before if row["hourlyFlag"]}
+        assert hours
+        grown = {row["id"]: int(row["hoursUsed"]) for row in during if row["hourlyFlag"]}
+        assert all(grown[i] > hours[i] for i in hours)
+        scenario.advance(timedelta(hours=2))
+        invoices = AccountManager(client).get_invoices(limit=5)  # OPEN ones, newest first
+        assert invoices[0]["typeCode"] == "RECURRING"
+        assert invoices[0]["createDate"] == truth.cycle_end.isoformat()
