@@ -147,7 +147,11 @@ async def test_debug_logs_one_event_per_request_with_its_page(
 async def test_paged_requests_name_offset_and_limit(
     sim: SimulatorServer, scenario: Scenario, poll: Any
 ) -> None:
-    """Each page of a paged list is its own debug event with offset and limit."""
+    """Each page of a paged list is its own debug event with offset and limit.
+
+    Pages start ``page_size`` apart and each asks for a few rows more, so that consecutive
+    pages overlap by id (the proof that no row was skipped; see docs/reliability.md).
+    """
     logs = Captured("debug")
     await poll(_config(_account(sim, scenario), page_size=10))
     items = scenario.truth(scenario.accounts[0].id).next_invoice_item_count
@@ -156,7 +160,8 @@ async def test_paged_requests_name_offset_and_limit(
         for e in logs.events("api_request")
         if e["method"] == "getNextInvoiceTopLevelBillingItems"
     ]
-    assert sorted(pages) == [(offset, 10) for offset in range(0, items, 10)]
+    limit = 12  # 10 apart, 2 rows of overlap (the minimum overlap)
+    assert sorted(pages) == [(offset, limit) for offset in range(0, items, 10)]
     assert len(pages) > 1
 
 
