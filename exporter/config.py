@@ -281,6 +281,12 @@ class Config:
         "invoice_lookback", Kind.DURATION, 90 * DAY, low=DAY, high=10 * YEAR
     )
     top_categories: int = setting("top_categories", Kind.COUNT, 20, low=1, high=100)
+    #: The next invoice's most expensive items, exported one series each (exporter.finops).
+    top_items: int = setting("top_items", Kind.COUNT, 10, low=1, high=100)
+    #: Datacenters of the next invoice kept apart; the rest are summed into "other".
+    top_datacenters: int = setting("top_datacenters", Kind.COUNT, 20, low=1, high=100)
+    #: Recurring invoices exported as history (one request per poll; 13 covers a year).
+    invoice_history_months: int = setting("invoice_history_months", Kind.COUNT, 13, low=1, high=60)
     #: What the loader noticed without refusing the file (a key file others can read, a
     #: byte order mark, a second line), path-qualified and secret-free; the caller logs them.
     warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)

@@ -16,6 +16,9 @@ else 1, which is never more than ``ceil(n / P)``):
   margin, because SoftLayer's date filter is coarse; see ``_invoice_filter``);
 - ``W(N)`` x ``getNextInvoiceTopLevelBillingItems``, N = top-level items on the next
   invoice;
+- 1 x ``getInvoices`` for the recurring-invoice history, and ``W(T)`` x
+  ``SoftLayer_Billing_Invoice::getInvoiceTopLevelItems`` (T = lines of the latest recurring
+  invoice) only when that invoice is new to this process (:mod:`exporter.finops.history`);
 
 plus retries of failed requests, one more walk of a list whose completeness could not be
 proven (see :meth:`exporter.softlayer.SoftLayerClient.fetch_pages`), and one IAM token
@@ -54,6 +57,9 @@ import structlog
 
 from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, Config
+from exporter.finops.billing import parse_billing_profile
+from exporter.finops.history import InvoiceHistorySource
+from exporter.finops.items import ItemInsightsAggregator
 from exporter.snapshot import (
     INVOICE_STATUSES,
     INVOICE_TYPES,
@@ -107,6 +113,8 @@ _FIELDS: Final = {
     Source.PENDING_INVOICE: "pending_invoice",
     Source.INVOICES: "invoices",
     Source.NEXT_INVOICE_ITEMS: "next_invoice",
+    Source.BILLING_INFO: "billing",
+    Source.INVOICE_HISTORY: "history",
 }
 
 _log = structlog.get_logger()
@@ -144,6 +152,7 @@ class _AccountPoller:
         #: Extra fields of this poll's canonical log event (lists walked twice, new codes).
         self._notes: dict[str, list[str]] = {}
         self.snapshot = AccountSnapshot(name=account.name)
+        self._history = InvoiceHistorySource(config.invoice_history_months, config.top_categories)
 
     async def poll(self, stats: ApiStats, next_poll: float | None) -> AccountSnapshot:
         started = time.monotonic()
@@ -154,6 +163,7 @@ class _AccountPoller:
             self._account_object(stats),
             self._invoices(stats, now),
             self._next_invoice_items(stats),
+            self._invoice_history(stats),
         )
         outcomes = self._forecast([outcome for group in groups for outcome in group], now)
         snapshot = self._build(outcomes, now, time.monotonic() - started, next_poll)
@@ -259,7 +269,12 @@ class _AccountPoller:
 
     async def _account_object(self, stats: ApiStats) -> list[_Outcome]:
         """Fetch sources account, latest_recurring_invoice and pending_invoice: one getObject."""
-        sources = (Source.ACCOUNT, Source.LATEST_RECURRING_INVOICE, Source.PENDING_INVOICE)
+        sources = (
+            Source.ACCOUNT,
+            Source.LATEST_RECURRING_INVOICE,
+            Source.PENDING_INVOICE,
+            Source.BILLING_INFO,
+        )
         try:
             page = await self._client.call(ACCOUNT_SERVICE, "getObject", mask=ACCOUNT_MASK)
         except SoftLayerError as exc:
@@ -271,6 +286,7 @@ class _AccountPoller:
             parse_account_summary,
             parse_latest_recurring_invoice,
             parse_pending_invoice,
+            parse_billing_profile,
         )
         outcomes = []
         for source, parse in zip(sources, parsers, strict=True):
@@ -313,8 +329,12 @@ class _AccountPoller:
         """Fetch source next_invoice_items: top-level items folded into category totals."""
 
         def fresh() -> _Aggregator:
-            categories = CategoryAggregator()
-            return categories.add_page, lambda: categories.result(self._config.top_categories)
+            config = self._config
+            insights = ItemInsightsAggregator(config.top_items, config.top_datacenters)
+            categories = CategoryAggregator(observer=insights.observe)
+            return categories.add_page, lambda: insights.attach(
+                categories.result(config.top_categories)
+            )
 
         return [
             await self._paged(
@@ -326,6 +346,20 @@ class _AccountPoller:
                 aggregator=fresh,
             )
         ]
+
+    async def _invoice_history(self, stats: ApiStats) -> list[_Outcome]:
+        """Fetch source invoice_history: the recurring invoices (see exporter.finops.history)."""
+        source = Source.INVOICE_HISTORY
+        try:
+            return [_Outcome(source, ok=True, value=await self._history.poll(self._client))]
+        except SoftLayerError as exc:
+            return [_failed(source, exc)]
+        except DecodeError as exc:
+            stats.record_error(self._stats_account, ErrorReason.DECODE)
+            return [_failed(source, exc)]
+        except Exception as exc:  # a bug must not stop the other sources
+            _log.exception("source_crashed", account=self.account.name, source=source.value)
+            return [_failed(source, exc)]
 
     async def _paged(
         self,

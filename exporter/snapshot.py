@@ -19,7 +19,10 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:  # the FinOps records import this module
+    from exporter.finops.records import BillingProfile, InvoiceHistory, ItemInsights
 
 __all__ = [
     "INVOICE_STATUSES",
@@ -78,6 +81,8 @@ class Source(StrEnum):
     PENDING_INVOICE = "pending_invoice"
     INVOICES = "invoices"  # invoices created inside the look-back window
     NEXT_INVOICE_ITEMS = "next_invoice_items"  # top-level billing items of the next invoice
+    BILLING_INFO = "billing_info"  # currency, terms, discounts, status (the same getObject)
+    INVOICE_HISTORY = "invoice_history"  # recurring invoices, the latest by category
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +209,8 @@ class NextInvoiceBreakdown:
     folded_categories: int
     item_count: int
     projected_pre_tax_usd: Decimal | None = None
+    #: Datacenters and top items of the same walk (exporter.finops.items).
+    insights: ItemInsights | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +247,8 @@ class AccountSnapshot:
     pending_invoice: PendingInvoice | None = None
     invoices: InvoiceWindow | None = None
     next_invoice: NextInvoiceBreakdown | None = None
+    billing: BillingProfile | None = None
+    history: InvoiceHistory | None = None
     sources: Mapping[Source, SourceStatus] = field(default_factory=lambda: MappingProxyType({}))
     poll_duration_seconds: float | None = None
     next_poll: float | None = None  # unix time the next cycle is due

@@ -25,13 +25,18 @@ import math
 import re
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
+from exporter.finops.masks import (
+    ACCOUNT_EXTRA_FIELDS,
+    BILLING_INFO_EXTRA_FIELDS,
+    NEXT_INVOICE_ITEM_EXTRA_FIELDS,
+)
 from exporter.snapshot import (
     INVOICE_STATUSES,
     INVOICE_TYPES,
@@ -57,6 +62,8 @@ __all__ = [
     "CategoryAggregator",
     "DecodeError",
     "InvoiceWindowAggregator",
+    "ItemFacts",
+    "ItemObserver",
     "parse_account_summary",
     "parse_billing_cycle",
     "parse_bool",
@@ -80,13 +87,13 @@ INVOICE_FIELDS: Final = (
 #: ``datatypes/billing.go``: ``lastBillDate`` "the date on which an account was last
 #: billed", ``nextBillDate`` "the date on which an account will be billed next").
 BILLING_INFO_FIELDS: Final = "anniversaryDayOfMonth,lastBillDate,nextBillDate"
-#: One ``SoftLayer_Account::getObject`` feeds three sources: account, latest recurring
-#: invoice and pending invoice (see docs/metrics.md, "Sources").
+#: One ``SoftLayer_Account::getObject`` feeds four sources: account, latest recurring
+#: invoice, pending invoice and billing info (see docs/metrics.md, "Sources").
 ACCOUNT_MASK: Final = (
     "mask[id,companyName,balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,"
     "nextInvoiceTotalOneTimeAmount,nextInvoiceTotalOneTimeTaxAmount,"
     "nextInvoiceTotalRecurringTaxAmount,nextInvoiceTopLevelBillingItemCount,"
-    f"billingInfo[{BILLING_INFO_FIELDS}],"
+    f"{ACCOUNT_EXTRA_FIELDS},billingInfo[{BILLING_INFO_FIELDS},{BILLING_INFO_EXTRA_FIELDS}],"
     f"latestRecurringInvoice[{INVOICE_FIELDS}],pendingInvoice[{INVOICE_FIELDS}]]"
 )
 #: ``getInvoices`` inside the look-back window: only what the per-type/status sums and the
@@ -99,7 +106,7 @@ WINDOW_INVOICE_MASK: Final = "mask[id,typeCode,statusCode,createDate,closedDate,
 #: (month to date, a string) gives the item's effective hourly rate, children included.
 NEXT_INVOICE_ITEM_MASK: Final = (
     "mask[id,categoryCode,hourlyFlag,hoursUsed,hourlyRecurringFee,"
-    "nextInvoiceTotalRecurringAmount,category[name]]"
+    f"nextInvoiceTotalRecurringAmount,category[name],{NEXT_INVOICE_ITEM_EXTRA_FIELDS}]"
 )
 #: Decimal places every amount is rounded to (see the module docstring).
 AMOUNT_PLACES: Final = 6
@@ -505,16 +512,32 @@ def _hourly_rate(item: Mapping[str, Any], accrued: Decimal, where: str) -> Decim
     return parse_decimal(_field(item, "hourlyRecurringFee", where), f"{where}.hourlyRecurringFee")
 
 
+class ItemFacts(NamedTuple):
+    """What :class:`CategoryAggregator` parsed of one item, for an :data:`ItemObserver`."""
+
+    item_id: int
+    category: str
+    amount: Decimal  # nextInvoiceTotalRecurringAmount, children included
+    hourly: bool
+
+
+#: Sees each new item of a walk once: ``(item, its path, its facts)``.
+ItemObserver = Callable[[Mapping[str, Any], str, ItemFacts], None]
+
+
 class CategoryAggregator:
     """Running per-category totals of next-invoice top-level billing items.
 
     Feed pages in any order with :meth:`add_page`; each item counts once even if paging over
     a changing account returns it twice. Only the totals are kept, never the items.
+    ``observer`` (e.g. :class:`exporter.finops.items.ItemInsightsAggregator`) sees each new
+    item once, parsed, before the totals take it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, observer: ItemObserver | None = None) -> None:
         self._categories: dict[str, _Category] = {}
         self._seen = IdSet()
+        self._observer = observer
 
     @property
     def item_count(self) -> int:
@@ -527,7 +550,8 @@ class CategoryAggregator:
         Returns how many of its items were new (not on an earlier page).
         """
         parsed: list[tuple[int, str, Decimal, Decimal | None, str]] = []
-        for index, raw in enumerate(_page_list(page, path)):
+        rows = _page_list(page, path)
+        for index, raw in enumerate(rows):
             where = f"{path}[{index}]"
             item = _object(raw, where)
             item_id = parse_int(_field(item, "id", where), f"{where}.id")
@@ -549,6 +573,8 @@ class CategoryAggregator:
             parsed.append((item_id, code, amount, rate, name))
         # One page of parsed items at a time (bounded by the page size), deduplicated at once.
         fresh = self._seen.add_new(item[0] for item in parsed)
+        if self._observer is not None:
+            self._observe(self._observer, rows, parsed, fresh, path)
         for (_, code, amount, rate, name), new in zip(parsed, fresh, strict=True):
             if not new:
                 continue
@@ -567,6 +593,19 @@ class CategoryAggregator:
             else:
                 totals.monthly += 1
         return sum(fresh)
+
+    @staticmethod
+    def _observe(
+        observer: ItemObserver,
+        rows: list[Any],
+        parsed: list[tuple[int, str, Decimal, Decimal | None, str]],
+        fresh: list[bool],
+        path: str,
+    ) -> None:
+        for index, (item_id, code, amount, rate, _) in enumerate(parsed):
+            if fresh[index]:
+                facts = ItemFacts(item_id, code, amount, hourly=rate is not None)
+                observer(rows[index], f"{path}[{index}]", facts)
 
     def result(self, top_n: int) -> NextInvoiceBreakdown:
         """Return the ``top_n`` categories by amount, the rest folded into ``other``.

@@ -31,8 +31,10 @@ SOURCES_OF = {
         Source.LATEST_RECURRING_INVOICE,
         Source.PENDING_INVOICE,
         Source.NEXT_INVOICE_ITEMS,
+        Source.BILLING_INFO,
     },
-    GET_INVOICES: {Source.INVOICES},
+    # The look-back window and the recurring-invoice history are both getInvoices.
+    GET_INVOICES: {Source.INVOICES, Source.INVOICE_HISTORY},
     GET_ITEMS: {Source.NEXT_INVOICE_ITEMS},
 }
 FIELD_OF = {
@@ -41,6 +43,8 @@ FIELD_OF = {
     Source.PENDING_INVOICE: "pending_invoice",
     Source.INVOICES: "invoices",
     Source.NEXT_INVOICE_ITEMS: "next_invoice",
+    Source.BILLING_INFO: "billing",
+    Source.INVOICE_HISTORY: "history",
 }
 FAULT_REASONS = [
     (FaultKind.RATE_LIMIT, "rate_limited"),
@@ -116,7 +120,11 @@ async def test_fault_marks_only_its_sources_down_and_keeps_last_good_data(
     assert poller.state.accounts["acct1"].up
     assert_matches_truth(poller.state.accounts["acct1"], scenario, scenario.accounts[1].id)
     # acct1 made its single page/call; acct0 made exactly the attempts the policy allows.
-    assert sim.stats.requests[method] == 1 + attempts_for(kind, reason, method)
+    expected = 1 + attempts_for(kind, reason, method)
+    if method == GET_INVOICES:
+        # The history's getInvoices too: one page, never split (the getObject policy).
+        expected += 1 + attempts_for(kind, reason, GET_OBJECT)
+    assert sim.stats.requests[method] == expected
 
     polls = [e for e in events if e["event"] == "poll"]
     assert [(e["account"], e["outcome"]) for e in polls if e["account"] == "acct0"] == [

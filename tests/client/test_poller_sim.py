@@ -26,10 +26,17 @@ CENTRAL = timezone(timedelta(hours=-6))
 GET_OBJECT = "SoftLayer_Account::getObject"
 GET_INVOICES = "SoftLayer_Account::getInvoices"
 GET_ITEMS = "SoftLayer_Account::getNextInvoiceTopLevelBillingItems"
+GET_LINES = "SoftLayer_Billing_Invoice::getInvoiceTopLevelItems"
 
 
-def expected_calls(poller: Poller, scenario: Scenario, page_size: int) -> Counter[str]:
-    """Exact API calls of one clean cycle, from the truth and the window the poller used."""
+def expected_calls(
+    poller: Poller, scenario: Scenario, page_size: int, *, first: bool = True
+) -> Counter[str]:
+    """Exact API calls of one clean cycle, from the truth and the window the poller used.
+
+    The invoice history is one getInvoices more; the latest recurring invoice's lines are
+    walked on the ``first`` cycle only (then cached per invoice).
+    """
     calls: Counter[str] = Counter()
     for account, acct in zip(poller.config.accounts, scenario.accounts, strict=True):
         truth = scenario.truth(acct.id)
@@ -42,6 +49,10 @@ def expected_calls(poller: Poller, scenario: Scenario, page_size: int) -> Counte
         server_side = [inv for inv in truth.invoices if inv.created > start]
         calls[GET_INVOICES] += pages(len(server_side), page_size)
         calls[GET_ITEMS] += pages(truth.next_invoice_item_count, page_size)
+        calls[GET_INVOICES] += 1
+        latest = truth.latest_recurring_invoice
+        if first and latest is not None:
+            calls[GET_LINES] += pages(latest.top_level_item_count, page_size)
     return calls
 
 
@@ -53,11 +64,17 @@ async def test_values_equal_truth_with_and_without_pending_invoice(
     sim.reset_stats()
     assert await poller.poll_once() is True
     assert poller.state.first_cycle_done
-    # Two accounts at the default page size: one call per data set, 3 per account.
-    assert sim.stats.requests == {GET_OBJECT: 2, GET_INVOICES: 2, GET_ITEMS: 2}
+    # Two accounts at the default page size: one call per data set (the invoice window and
+    # the recurring-invoice history are two getInvoices), 5 per account on the first cycle.
+    assert sim.stats.requests == {GET_OBJECT: 2, GET_INVOICES: 4, GET_ITEMS: 2, GET_LINES: 2}
     stats = poller.api_stats
-    assert set(stats.methods) == {"getObject", "getInvoices", "getNextInvoiceTopLevelBillingItems"}
-    assert stats.requests[("acct1", "getInvoices", "200")] == 1
+    assert set(stats.methods) == {
+        "getObject",
+        "getInvoices",
+        "getNextInvoiceTopLevelBillingItems",
+        "getInvoiceTopLevelItems",
+    }
+    assert stats.requests[("acct1", "getInvoices", "200")] == 2
     assert stats.errors == {}
     buckets, _, count = stats.duration_histogram("getObject")
     assert count == 2
@@ -111,17 +128,20 @@ async def test_hourly_monthly_and_parent_child_items(
 async def test_calls_per_cycle_are_exact(
     sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
 ) -> None:
-    """A clean cycle makes exactly 1 getObject + ceil(I/P) + ceil(N/P) calls per account."""
+    """A clean cycle makes exactly 1 getObject + ceil(I/P) + ceil(N/P) + 1 history call per
+    account, plus ceil(T/P) for the latest invoice's lines on the first cycle only."""
     poller = make_poller(make_config(sim, scenario, page_size=10))
     sim.reset_stats()
     assert await poller.poll_once()
     first = Counter(sim.stats.requests)
     assert first == expected_calls(poller, scenario, page_size=10)
-    # The same again on the next cycle: nothing cached that changes the count.
+    # The next cycle: the same but for the invoice lines, cached per invoice.
     sim.reset_stats()
     assert await poller.poll_once()
-    assert Counter(sim.stats.requests) == first
-    assert sim.stats.total == sum(first.values())
+    second = Counter(sim.stats.requests)
+    assert second == expected_calls(poller, scenario, page_size=10, first=False)
+    assert second == first - Counter({GET_LINES: first[GET_LINES]})
+    assert sim.stats.total == sum(second.values())
 
 
 async def test_many_pages_fetched_concurrently_match_truth(make_poller: PollerFactory) -> None:
