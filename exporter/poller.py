@@ -1,7 +1,7 @@
 """The background poller: fetch every account's billing data and publish snapshots.
 
 Each cycle polls all accounts concurrently; an account's failure never touches another.
-Within an account the five sources (:class:`~exporter.snapshot.Source`) succeed or fail
+Within an account the sources (:class:`~exporter.snapshot.Source`) succeed or fail
 independently: a failed source keeps its last good data in the new snapshot and is marked
 down with the failure's reason. Each account's snapshot is built complete and immutable,
 then published with one assignment, so a scrape never sees half a cycle.

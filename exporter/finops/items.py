@@ -47,6 +47,8 @@ MAX_NAME_CHARS: Final = 100
 #: What a datacenter name looks like (``dal10``, ``IMS``, ``sao01``).
 _DATACENTER: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 #: Sums run wide enough never to round bounded amounts (see exporter.wire).
+#: Distinct raw location names whose label is remembered (SoftLayer has a few dozen).
+_MAX_CACHED_NAMES: Final = 256
 _SUM: Final = decimal.Context(prec=80, traps=[decimal.InvalidOperation, decimal.Overflow])
 
 
@@ -92,6 +94,7 @@ def item_name(item: Mapping[str, Any], where: str, fallback: str) -> str:
 class _Site:
     """Running totals of one datacenter."""
 
+    name: str
     hourly: Decimal = Decimal(0)
     monthly: Decimal = Decimal(0)
     items: int = 0
@@ -112,43 +115,55 @@ class ItemInsightsAggregator:
         self._top_items = max(0, top_items)
         self._top_datacenters = max(0, top_datacenters)
         self._datacenters: dict[str, _Site] = {}
+        # Raw location names seen -> their datacenter's totals (bounded, see _site).
+        self._by_raw: dict[str, _Site] = {}
         # Min-heap of (amount, -id, item): the root is the cheapest kept item (among equal
         # amounts, the highest id), the first to leave when a dearer one comes.
         self._heap: list[tuple[Decimal, int, TopItem]] = []
-        self._total = Decimal(0)
-        self._items = 0
 
     def observe(self, item: Mapping[str, Any], where: str, facts: ItemFacts) -> None:
         """Take one item the walk has not seen before (already parsed by the category side)."""
         item_id, category, amount, hourly = facts
-        datacenter = datacenter_label(item, where)
-        site = self._datacenters.get(datacenter)
-        if site is None:
-            site = self._datacenters[datacenter] = _Site()
+        site = self._site(item, where)
         if hourly:
             site.hourly = _SUM.add(site.hourly, amount)
         else:
             site.monthly = _SUM.add(site.monthly, amount)
         site.items += 1
-        self._total = _SUM.add(self._total, amount)
-        self._items += 1
         if not self._top_items:
             return
-        key = (amount, -item_id)
-        if len(self._heap) >= self._top_items and key <= self._heap[0][:2]:
+        heap = self._heap
+        full = len(heap) >= self._top_items
+        # Most items are cheaper than the cheapest kept one: one comparison, then out.
+        if full and (amount, -item_id) <= (heap[0][0], heap[0][1]):
             return
         top = TopItem(
             item_id=item_id,
             name=item_name(item, where, category),
             category=category,
-            datacenter=datacenter,
+            datacenter=site.name,
             hourly=hourly,
             amount_usd=amount,
         )
-        if len(self._heap) < self._top_items:
-            heapq.heappush(self._heap, (amount, -item_id, top))
+        if full:
+            heapq.heapreplace(heap, (amount, -item_id, top))
         else:
-            heapq.heapreplace(self._heap, (amount, -item_id, top))
+            heapq.heappush(heap, (amount, -item_id, top))
+
+    def _site(self, item: Mapping[str, Any], where: str) -> _Site:
+        """Return the running totals of the item's datacenter (labels cached per raw name)."""
+        location = item.get("location")
+        raw = location.get("name") if isinstance(location, dict) else None
+        site = self._by_raw.get(raw) if isinstance(raw, str) else None
+        if site is not None:
+            return site
+        label = datacenter_label(item, where)
+        site = self._datacenters.get(label)
+        if site is None:
+            site = self._datacenters[label] = _Site(label)
+        if isinstance(raw, str) and len(self._by_raw) < _MAX_CACHED_NAMES:
+            self._by_raw[raw] = site
+        return site
 
     def result(self) -> ItemInsights:
         """Return the datacenters (top ``top_datacenters`` plus ``other``) and the top items."""
@@ -162,15 +177,17 @@ class ItemInsightsAggregator:
         if folded:
             datacenters.append(self._totals(OTHER, [self._datacenters[n] for n in folded]))
         top = tuple(entry[2] for entry in sorted(self._heap, key=lambda e: (-e[0], -e[1])))
-        top_sum = Decimal(0)
+        rest = Decimal(0)
+        for site in self._datacenters.values():
+            rest = _SUM.add(rest, site.amount)
         for item in top:
-            top_sum = _SUM.add(top_sum, item.amount_usd)
+            rest = _SUM.subtract(rest, item.amount_usd)
         return ItemInsights(
             datacenters=tuple(datacenters),
             folded_datacenters=len(folded),
             top_items=top,
-            other_items_usd=_SUM.subtract(self._total, top_sum),
-            other_items=self._items - len(top),
+            other_items_usd=rest,
+            other_items=sum(site.items for site in self._datacenters.values()) - len(top),
         )
 
     def attach(self, breakdown: NextInvoiceBreakdown) -> NextInvoiceBreakdown:

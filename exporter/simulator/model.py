@@ -180,12 +180,13 @@ class InvoiceItemRef:
         category = CATEGORIES[line.category]
         return Component(category.code, category.name, category.category_id, line.description, 0, 0)
 
-    def amounts(self) -> tuple[int, int]:
-        """(recurring, one-time) of this line alone, mills."""
+    def amounts(self, comp: Component | None = None) -> tuple[int, int]:
+        """(recurring, one-time) of this line alone, mills (``comp``: its component, if known)."""
         if not self.is_view:
             line = self.inv.lines[self.pos]
             return line.recurring, line.one_time
-        comp = self.component()
+        if comp is None:
+            comp = self.component()
         hourly = self.acct.hourly[self.pos]
         # The hours billed are those at the cut, not today's (hourly items restart each cycle).
         hours = self.inv.hours if self.inv.hours is not None else self.acct.hours0
@@ -500,10 +501,18 @@ def _ii_tax(r: InvoiceItemRef, which: int) -> int:
 
 
 def _ii_total(r: InvoiceItemRef, which: int, taxed: bool) -> int:
-    refs = [r, *r.children()]
-    if taxed:
-        return sum(_ii_tax(x, which) for x in refs)
-    return sum(x.amounts()[which] for x in refs)
+    if r.child or not r.is_view:
+        refs = [r, *r.children()]
+        if taxed:
+            return sum(_ii_tax(x, which) for x in refs)
+        return sum(x.amounts()[which] for x in refs)
+    # A row-mirroring top-level line: build its components once, not once per child.
+    total = 0
+    for child, comp in enumerate(components(r.acct, r.pos)):
+        line = r if child == 0 else InvoiceItemRef(r.acct, r.inv, r.pos, child)
+        amount = line.amounts(comp)[which]
+        total += tax_of(amount, r.inv.tax_bp) if taxed else amount
+    return total
 
 
 def _ii_top(r: InvoiceItemRef) -> bool:
