@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from exporter.finops.masks import (
     ACCOUNT_EXTRA_FIELDS,
@@ -62,8 +62,8 @@ __all__ = [
     "CategoryAggregator",
     "DecodeError",
     "InvoiceWindowAggregator",
-    "ItemFacts",
     "ItemObserver",
+    "ParsedItem",
     "parse_account_summary",
     "parse_billing_cycle",
     "parse_bool",
@@ -512,17 +512,13 @@ def _hourly_rate(item: Mapping[str, Any], accrued: Decimal, where: str) -> Decim
     return parse_decimal(_field(item, "hourlyRecurringFee", where), f"{where}.hourlyRecurringFee")
 
 
-class ItemFacts(NamedTuple):
-    """What :class:`CategoryAggregator` parsed of one item, for an :data:`ItemObserver`."""
-
-    item_id: int
-    category: str
-    amount: Decimal  # nextInvoiceTotalRecurringAmount, children included
-    hourly: bool
-
-
-#: Sees each new item of a walk once: ``(item, its path, its facts)``.
-ItemObserver = Callable[[Mapping[str, Any], str, ItemFacts], None]
+#: One item as :class:`CategoryAggregator` parsed it: ``(id, categoryCode, amount, hourly
+#: rate or None for a monthly item, category name)``; ``amount`` is
+#: ``nextInvoiceTotalRecurringAmount``, children included.
+ParsedItem = tuple[int, str, Decimal, Decimal | None, str]
+#: Sees each page once, after deduplication: ``(rows, parsed, fresh, path)``, where
+#: ``parsed[i]`` is ``rows[i]`` parsed and ``fresh[i]`` says whether it is new to the walk.
+ItemObserver = Callable[[list[Any], list[ParsedItem], list[bool], str], None]
 
 
 class CategoryAggregator:
@@ -530,8 +526,8 @@ class CategoryAggregator:
 
     Feed pages in any order with :meth:`add_page`; each item counts once even if paging over
     a changing account returns it twice. Only the totals are kept, never the items.
-    ``observer`` (e.g. :class:`exporter.finops.items.ItemInsightsAggregator`) sees each new
-    item once, parsed, before the totals take it.
+    ``observer`` (e.g. :class:`exporter.finops.items.ItemInsightsAggregator`) sees every
+    page once, parsed and deduplicated, before the totals take it.
     """
 
     def __init__(self, observer: ItemObserver | None = None) -> None:
@@ -549,7 +545,7 @@ class CategoryAggregator:
 
         Returns how many of its items were new (not on an earlier page).
         """
-        parsed: list[tuple[int, str, Decimal, Decimal | None, str]] = []
+        parsed: list[ParsedItem] = []
         rows = _page_list(page, path)
         for index, raw in enumerate(rows):
             where = f"{path}[{index}]"
@@ -574,7 +570,7 @@ class CategoryAggregator:
         # One page of parsed items at a time (bounded by the page size), deduplicated at once.
         fresh = self._seen.add_new(item[0] for item in parsed)
         if self._observer is not None:
-            self._observe(self._observer, rows, parsed, fresh, path)
+            self._observer(rows, parsed, fresh, path)
         for (_, code, amount, rate, name), new in zip(parsed, fresh, strict=True):
             if not new:
                 continue
@@ -593,19 +589,6 @@ class CategoryAggregator:
             else:
                 totals.monthly += 1
         return sum(fresh)
-
-    @staticmethod
-    def _observe(
-        observer: ItemObserver,
-        rows: list[Any],
-        parsed: list[tuple[int, str, Decimal, Decimal | None, str]],
-        fresh: list[bool],
-        path: str,
-    ) -> None:
-        for index, (item_id, code, amount, rate, _) in enumerate(parsed):
-            if fresh[index]:
-                facts = ItemFacts(item_id, code, amount, hourly=rate is not None)
-                observer(rows[index], f"{path}[{index}]", facts)
 
     def result(self, top_n: int) -> NextInvoiceBreakdown:
         """Return the ``top_n`` categories by amount, the rest folded into ``other``.

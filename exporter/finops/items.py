@@ -38,7 +38,7 @@ from exporter.finops.records import (
     TopItem,
 )
 from exporter.snapshot import NextInvoiceBreakdown
-from exporter.wire import DecodeError, ItemFacts, parse_str
+from exporter.wire import DecodeError, ParsedItem, parse_str
 
 __all__ = ["MAX_NAME_CHARS", "ItemInsightsAggregator", "datacenter_label", "item_name"]
 
@@ -121,43 +121,49 @@ class ItemInsightsAggregator:
         # amounts, the highest id), the first to leave when a dearer one comes.
         self._heap: list[tuple[Decimal, int, TopItem]] = []
 
-    def observe(self, item: Mapping[str, Any], where: str, facts: ItemFacts) -> None:
-        """Take one item the walk has not seen before (already parsed by the category side)."""
-        item_id, category, amount, hourly = facts
-        site = self._site(item, where)
-        if hourly:
-            site.hourly = _SUM.add(site.hourly, amount)
-        else:
-            site.monthly = _SUM.add(site.monthly, amount)
-        site.items += 1
-        if not self._top_items:
-            return
+    def observe(
+        self, rows: list[Any], parsed: list[ParsedItem], fresh: list[bool], path: str
+    ) -> None:
+        """Take one page of the walk, as the category side parsed and deduplicated it."""
         heap = self._heap
-        full = len(heap) >= self._top_items
-        # Most items are cheaper than the cheapest kept one: one comparison, then out.
-        if full and (amount, -item_id) <= (heap[0][0], heap[0][1]):
-            return
-        top = TopItem(
-            item_id=item_id,
-            name=item_name(item, where, category),
-            category=category,
-            datacenter=site.name,
-            hourly=hourly,
-            amount_usd=amount,
-        )
-        if full:
-            heapq.heapreplace(heap, (amount, -item_id, top))
-        else:
-            heapq.heappush(heap, (amount, -item_id, top))
+        limit = self._top_items
+        for index, new in enumerate(fresh):
+            if not new:
+                continue
+            item_id, category, amount, rate, _ = parsed[index]
+            item = rows[index]
+            site = self._site(item, path, index)
+            if rate is None:
+                site.monthly = _SUM.add(site.monthly, amount)
+            else:
+                site.hourly = _SUM.add(site.hourly, amount)
+            site.items += 1
+            if not limit:
+                continue
+            # Most items are cheaper than the cheapest kept one: one comparison, then on.
+            if len(heap) >= limit and (amount, -item_id) <= (heap[0][0], heap[0][1]):
+                continue
+            top = TopItem(
+                item_id=item_id,
+                name=item_name(item, f"{path}[{index}]", category),
+                category=category,
+                datacenter=site.name,
+                hourly=rate is not None,
+                amount_usd=amount,
+            )
+            if len(heap) >= limit:
+                heapq.heapreplace(heap, (amount, -item_id, top))
+            else:
+                heapq.heappush(heap, (amount, -item_id, top))
 
-    def _site(self, item: Mapping[str, Any], where: str) -> _Site:
+    def _site(self, item: Mapping[str, Any], path: str, index: int) -> _Site:
         """Return the running totals of the item's datacenter (labels cached per raw name)."""
         location = item.get("location")
         raw = location.get("name") if isinstance(location, dict) else None
         site = self._by_raw.get(raw) if isinstance(raw, str) else None
         if site is not None:
             return site
-        label = datacenter_label(item, where)
+        label = datacenter_label(item, f"{path}[{index}]")
         site = self._datacenters.get(label)
         if site is None:
             site = self._datacenters[label] = _Site(label)

@@ -136,3 +136,10 @@ def test_a_bad_item_fails_the_page_before_any_total_moves() -> None:
     with pytest.raises(DecodeError, match=r"items\[1\]\.hostName"):
         categories.add_page([item(1, "5"), item(2, "6", hostName=["x"])])
     assert categories.result(20).categories == ()
+
+
+def test_no_top_items_puts_everything_in_the_rest() -> None:
+    """top_items 0 (not reachable from a config file, possible in code): every item is rest."""
+    insights = walk([[item(1, "5"), item(2, "7")]], top_items=0).insights
+    assert insights.top_items == ()
+    assert (insights.other_items, insights.other_items_usd) == (2, Decimal(12))
