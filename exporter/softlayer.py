@@ -166,6 +166,13 @@ class _Query:
     method: str
     mask: str | None
     object_filter: Mapping[str, Any] | None
+    init_id: int | None = None  # the object a method runs on (an invoice's id), if any
+
+    @property
+    def path(self) -> str:
+        """``Service[/id]/method``, as the REST URL names it."""
+        on = "" if self.init_id is None else f"/{self.init_id}"
+        return f"{self.service}{on}/{self.method}"
 
     @property
     def key(self) -> str:
@@ -275,8 +282,12 @@ class SoftLayerClient:
         consume: Callable[[list[Any]], object],
         mask: str | None = None,
         object_filter: Mapping[str, Any] | None = None,
+        init_id: int | None = None,
     ) -> None:
         """Fetch every page of a list method, hand each to ``consume``, prove nothing is lost.
+
+        ``init_id`` names the object the method runs on, as in
+        ``SoftLayer_Billing_Invoice/<id>/getInvoiceTopLevelItems``.
 
         ``object_filter`` must order by ``id`` ascending (SoftLayer's default order is the
         database's, ``softlayer-api.md`` section 1.6); the rows must carry ``id``. Pages reach
@@ -294,7 +305,7 @@ class SoftLayerClient:
         then reports the source down instead of serving a partial sum. If ``consume`` or a
         page fails, the other pages are cancelled and the error propagates.
         """
-        query = _Query(service, method, mask, object_filter)
+        query = _Query(service, method, mask, object_filter, init_id)
         walk = _Walk(self, query, consume)
         try:
             await walk.run()
@@ -359,7 +370,7 @@ class SoftLayerClient:
         *,
         split_on_size: bool = False,
     ) -> Page:
-        url = f"{self._endpoint}/{query.service}/{query.method}.json"
+        url = f"{self._endpoint}/{query.path}.json"
         params: dict[str, str] = {}
         if query.mask is not None:
             params["objectMask"] = query.mask

@@ -212,8 +212,9 @@ async def fetch_invoice_categories(
         lines = InvoiceCategoryAggregator()
         try:
             await client.fetch_pages(
-                f"{INVOICE_SERVICE}/{invoice_id}",
+                INVOICE_SERVICE,
                 "getInvoiceTopLevelItems",
+                init_id=invoice_id,
                 mask=INVOICE_LINE_MASK,
                 object_filter={"invoiceTopLevelItems": {"id": _ORDER_BY_ID}},
                 consume=lines.add_page,
