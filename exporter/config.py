@@ -285,7 +285,7 @@ class Config:
     top_items: int = setting("top_items", Kind.COUNT, 10, low=1, high=100)
     #: Datacenters of the next invoice kept apart; the rest are summed into "other".
     top_datacenters: int = setting("top_datacenters", Kind.COUNT, 20, low=1, high=100)
-    #: Recurring invoices exported as history (one request per poll; 13 covers a year).
+    #: Recurring invoices exported as history (13 covers a year; see exporter.finops.history).
     invoice_history_months: int = setting("invoice_history_months", Kind.COUNT, 13, low=1, high=60)
     #: What the loader noticed without refusing the file (a key file others can read, a
     #: byte order mark, a second line), path-qualified and secret-free; the caller logs them.

@@ -16,7 +16,8 @@ else 1, which is never more than ``ceil(n / P)``):
   margin, because SoftLayer's date filter is coarse; see ``_invoice_filter``);
 - ``W(N)`` x ``getNextInvoiceTopLevelBillingItems``, N = top-level items on the next
   invoice;
-- 1 x ``getInvoices`` for the recurring-invoice history, and ``W(T)`` x
+- after those, 1 x ``getInvoices`` for the recurring-invoice history when the latest
+  recurring invoice changed (and every 6 hours), and ``W(T)`` x
   ``SoftLayer_Billing_Invoice::getInvoiceTopLevelItems`` (T = lines of the latest recurring
   invoice) only when that invoice is new to this process (:mod:`exporter.finops.history`);
 
@@ -163,9 +164,10 @@ class _AccountPoller:
             self._account_object(stats),
             self._invoices(stats, now),
             self._next_invoice_items(stats),
-            self._invoice_history(stats),
         )
-        outcomes = self._forecast([outcome for group in groups for outcome in group], now)
+        outcomes = [outcome for group in groups for outcome in group]
+        outcomes += await self._invoice_history(stats, now, outcomes)  # needs the latest invoice
+        outcomes = self._forecast(outcomes, now)
         snapshot = self._build(outcomes, now, time.monotonic() - started, next_poll)
         self.snapshot = snapshot
         failed = sorted(o.source.value for o in outcomes if not o.ok)
@@ -347,11 +349,20 @@ class _AccountPoller:
             )
         ]
 
-    async def _invoice_history(self, stats: ApiStats) -> list[_Outcome]:
-        """Fetch source invoice_history: the recurring invoices (see exporter.finops.history)."""
+    async def _invoice_history(
+        self, stats: ApiStats, now: float, outcomes: list[_Outcome]
+    ) -> list[_Outcome]:
+        """Fetch source invoice_history if this poll's latest recurring invoice says it changed.
+
+        See :class:`exporter.finops.history.InvoiceHistorySource`.
+        """
         source = Source.INVOICE_HISTORY
+        latest = next(o for o in outcomes if o.source is Source.LATEST_RECURRING_INVOICE)
         try:
-            return [_Outcome(source, ok=True, value=await self._history.poll(self._client))]
+            value = await self._history.poll(
+                self._client, now, latest.value, latest_known=latest.ok
+            )
+            return [_Outcome(source, ok=True, value=value)]
         except SoftLayerError as exc:
             return [_failed(source, exc)]
         except DecodeError as exc:

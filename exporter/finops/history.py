@@ -1,8 +1,10 @@
 """The last recurring invoices and the latest one by category: source ``invoice_history``.
 
-Per poll, one ``SoftLayer_Account::getInvoices`` asks for the newest ``invoice_history_months``
+One ``SoftLayer_Account::getInvoices`` asks for the newest ``invoice_history_months``
 RECURRING invoices (newest first, one page: ``resultLimit=0,N``), with the totals the other
-invoice series use and the exchange rate each was billed at. Then the latest one's top-level
+invoice series use and the exchange rate each was billed at, whenever the latest recurring
+invoice of the poll's account object differs from the one the cached list was fetched for
+(and at least every 6 hours; see :class:`InvoiceHistorySource`). Then the latest one's top-level
 lines are walked with ``SoftLayer_Billing_Invoice::getInvoiceTopLevelItems`` (paged, ordered
 by id, proven complete like every list) and summed per ``categoryCode``, the same codes as
 the next invoice's categories, children included through ``totalRecurringAmount`` and
@@ -16,9 +18,9 @@ change to an invoice's lines after it is cut (paying one changes its status; cre
 refunds come as invoices of their own, SLDN SoftLayer_Billing_Invoice), so the breakdown is
 kept in memory and walked again only when the latest invoice's id, item count or recurring
 or one-time total differs from the cached one (a change to its lines would show there). A
-restart forgets it: the first poll after a start walks the latest invoice once more.
-The history list itself is one request per poll (its payments and statuses do
-change while an invoice is open).
+restart forgets it: the first poll after a start walks the latest invoice once more. The list
+costs one request when the latest invoice changed (cut, paid, closed) and every 6 hours, so a
+steady poll makes no request for this source.
 
 SoftLayer ignores a filter it cannot apply and would then send the account's oldest invoices
 of any type (softlayer-api.md section 5 item 10): the answer is checked to be RECURRING
@@ -28,6 +30,7 @@ invoices, newest first, and refused (``decode``) otherwise.
 from __future__ import annotations
 
 import decimal
+import math
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
@@ -232,24 +235,59 @@ def _cache_key(invoice: InvoiceSummary) -> tuple[int, int, Decimal, Decimal]:
     return (invoice.invoice_id, invoice.item_count, invoice.recurring_usd, invoice.one_time_usd)
 
 
+#: The list is fetched again at least this often even when the latest invoice looks the same,
+#: for the payments and statuses of the older ones.
+HISTORY_MAX_AGE_SECONDS: Final = 6 * 3600.0
+
+
 class InvoiceHistorySource:
-    """Source ``invoice_history`` of one account: the list each poll, the breakdown once."""
+    """Source ``invoice_history`` of one account.
+
+    The list is fetched when it may have changed, the latest invoice's breakdown once per
+    invoice. The poller hands :meth:`poll` the latest recurring invoice of the same poll's account
+    object (``latestRecurringInvoice``, with its status, payments and totals). While that is
+    unchanged, the history is what it was: no request, until :data:`HISTORY_MAX_AGE_SECONDS`
+    have passed (an older invoice paid late shows by then). A new invoice, a payment or a
+    status change of the latest one fetches the list again in the same poll.
+    """
 
     def __init__(self, months: int, top_categories: int) -> None:
         self._months = max(1, months)
         self._top_categories = top_categories
         self._cached: tuple[tuple[int, int, Decimal, Decimal], InvoiceCategories] | None = None
+        self._history: InvoiceHistory | None = None
+        self._fetched_for: InvoiceSummary | None = None
+        self._fetched_at = -math.inf
 
-    async def poll(self, client: SoftLayerClient) -> InvoiceHistory:
-        """Fetch the history and, when the latest invoice is new or changed, its categories."""
+    async def poll(
+        self,
+        client: SoftLayerClient,
+        now: float,
+        latest: InvoiceSummary | None,
+        *,
+        latest_known: bool = True,
+    ) -> InvoiceHistory:
+        """Return the history, fetching what may have changed (see the class docstring).
+
+        ``latest_known`` is False when this poll's account object failed: then the list is
+        fetched whatever the cache says.
+        """
+        fresh = now - self._fetched_at < HISTORY_MAX_AGE_SECONDS
+        if self._history is not None and latest_known and fresh and latest == self._fetched_for:
+            return self._history
         invoices = await fetch_recurring_invoices(client, self._months)
         if not invoices:
-            return InvoiceHistory(invoices=(), latest_categories=None)
-        latest = invoices[0].invoice
-        key = _cache_key(latest)
-        if self._cached is None or self._cached[0] != key:
-            categories = await fetch_invoice_categories(
-                client, latest.invoice_id, self._top_categories
-            )
-            self._cached = (key, categories)
-        return InvoiceHistory(invoices=invoices, latest_categories=self._cached[1])
+            history = InvoiceHistory(invoices=(), latest_categories=None)
+        else:
+            newest = invoices[0].invoice
+            key = _cache_key(newest)
+            if self._cached is None or self._cached[0] != key:
+                categories = await fetch_invoice_categories(
+                    client, newest.invoice_id, self._top_categories
+                )
+                self._cached = (key, categories)
+            history = InvoiceHistory(invoices=invoices, latest_categories=self._cached[1])
+        self._history = history
+        self._fetched_for = latest if latest_known else None
+        self._fetched_at = now
+        return history

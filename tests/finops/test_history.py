@@ -184,11 +184,26 @@ async def test_every_finops_series_equals_truth_and_lines_are_walked_once(
         assert first == sum(-(-inv.top_level_item_count // 25) for inv in latest if inv)
         assert_finops_match_truth(poller, scenario)
 
+        # The latest recurring invoices are as they were: no history request, no lines.
         sim.reset_stats()
         assert await poller.poll_once()
         assert sim.stats.requests[LINES] == 0
-        assert sim.stats.requests[INVOICES] == 4  # window + history, per account
+        assert sim.stats.requests[INVOICES] == 2  # the look-back windows only
         assert_finops_match_truth(poller, scenario)
+
+        # A payment changes the latest invoice: the history is fetched again, not the lines.
+        scenario.pay_pending_invoice(scenario.accounts[0].id)
+        sim.reset_stats()
+        assert await poller.poll_once()
+        assert sim.stats.requests[LINES] == 0
+        assert sim.stats.requests[INVOICES] == 3  # both windows, acct0's history
+        assert_finops_match_truth(poller, scenario)
+
+        # Six hours on, the history is fetched again anyway (older invoices may be paid).
+        scenario.advance(timedelta(hours=6))
+        sim.reset_stats()
+        assert await poller.poll_once()
+        assert sim.stats.requests[INVOICES] == 4
 
         # The anniversary: a new latest invoice, walked once; the history moves one step.
         before = [scenario.truth(a.id) for a in scenario.accounts]
@@ -275,6 +290,7 @@ async def test_a_failed_line_walk_keeps_the_last_history_and_fails_only_its_sour
         good = poller.state.accounts["acct0"].history
         assert good is not None
         sim.add_fault(FaultRule(kind=FaultKind.MALFORMED_JSON, method=INVOICES, account_id=acct.id))
+        scenario.pay_pending_invoice(acct.id)  # the latest invoice changes: history refetched
         assert await poller.poll_once() is False
         snapshot = poller.state.accounts["acct0"]
         assert snapshot.sources[Source.INVOICE_HISTORY].last_error_reason == "decode"
