@@ -29,7 +29,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from exporter import __version__
 from exporter.logs import redact
-from exporter.metrics import ApiStatsView
+from exporter.api_stats import ApiStats as ApiStatsView
 from exporter.snapshot import ExporterState
 from exporter.webconfig import WebConfig, basic_auth_middleware, headers_middleware
 

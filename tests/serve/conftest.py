@@ -43,7 +43,7 @@ class FakePoller:
     def __init__(self, state: ExporterState, *snapshots: b.AccountSnapshot) -> None:
         self.state = state
         self.snapshots = snapshots
-        self.api_stats = b.FakeApiStats()
+        self.api_stats = b.api_stats()
         self.release = asyncio.Event()
         self.cycle_done = asyncio.Event()
         self.crash = False
