@@ -28,6 +28,7 @@ from exporter.config import (
     parse_duration,
 )
 from exporter.logs import register_secret
+from exporter.server import DEFAULT_MAX_REQUESTS, HEADER_TIMEOUT_SECONDS
 from exporter.webconfig import WebConfig
 
 __all__ = ["DEMO_POLL_INTERVAL_ENV", "demo_config", "demo_poll_interval", "run_demo"]
@@ -77,6 +78,8 @@ async def run_demo(
     web_config: WebConfig | None,
     *,
     once: bool = False,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
+    header_timeout: float = HEADER_TIMEOUT_SECONDS,
 ) -> int:
     """Start the simulator, then serve (or poll once) against it; return the exit code."""
     # Imported here: the simulator is only needed for the demo.
@@ -110,4 +113,12 @@ async def run_demo(
             f"  simulator admin: {admin_url}",
             "Stop with Ctrl-C.",
         ]
-        return await serve(config, host, port, web_config, banner=banner)
+        return await serve(
+            config,
+            host,
+            port,
+            web_config,
+            banner=banner,
+            max_requests=max_requests,
+            header_timeout=header_timeout,
+        )

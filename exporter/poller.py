@@ -91,12 +91,18 @@ def _failed(source: Source, exc: Exception) -> _Outcome:
 class _AccountPoller:
     """Polls one account and carries its last good data from cycle to cycle."""
 
-    def __init__(self, account: AccountConfig, config: Config, client: SoftLayerClient) -> None:
+    def __init__(
+        self,
+        account: AccountConfig,
+        config: Config,
+        client: SoftLayerClient,
+        previous: AccountSnapshot | None = None,
+    ) -> None:
         self.account = account
         self._config = config
         self._client = client
         self._stats_account = account.name
-        self.snapshot = AccountSnapshot(name=account.name)
+        self.snapshot = previous or AccountSnapshot(name=account.name)
 
     async def poll(self, stats: ApiStats, next_poll: float | None) -> AccountSnapshot:
         started = time.monotonic()
@@ -253,11 +259,17 @@ class Poller:
     """
 
     def __init__(
-        self, config: Config, state: ExporterState, *, rng: random.Random | None = None
+        self,
+        config: Config,
+        state: ExporterState,
+        *,
+        rng: random.Random | None = None,
+        api_stats: ApiStats | None = None,
     ) -> None:
         self.config = config
         self.state = state
-        self.api_stats = ApiStats()
+        # A poller replacing another (configuration reload) continues its counters.
+        self.api_stats = api_stats if api_stats is not None else ApiStats()
         self._rng = rng or random.Random()  # noqa: S311  jitter, not cryptography
         self._session: aiohttp.ClientSession | None = None
         self._accounts: list[_AccountPoller] = []
@@ -275,6 +287,8 @@ class Poller:
                     account,
                     self.config,
                     SoftLayerClient(account, self.config, self._session, self.api_stats),
+                    # Continue from what is served: a failed source keeps that data.
+                    self.state.accounts.get(account.name),
                 )
                 for account in self.config.accounts
             ]

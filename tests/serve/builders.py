@@ -9,7 +9,6 @@ from types import MappingProxyType
 
 from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, Secret, Thresholds
-from exporter.metrics import build_registry
 from exporter.snapshot import (
     INVOICE_STATUSES,
     INVOICE_TYPES,
@@ -154,7 +153,3 @@ def api_stats() -> ApiStats:
     for reason in ("server", "server", "timeout"):
         stats.record_error("prod", reason)
     return stats
-
-
-def build_registry_for_tests():
-    return build_registry(ExporterState(), None, config(), process_metrics=False)
