@@ -133,7 +133,12 @@ class _AccountPoller:
     """Polls one account and carries its last good data from cycle to cycle."""
 
     def __init__(
-        self, account: AccountConfig, config: Config, client: SoftLayerClient, clock: Clock
+        self,
+        account: AccountConfig,
+        config: Config,
+        client: SoftLayerClient,
+        clock: Clock,
+        previous: AccountSnapshot | None = None,
     ) -> None:
         self.account = account
         self._config = config
@@ -143,7 +148,7 @@ class _AccountPoller:
         self._reported_codes: set[tuple[str, str]] = set()
         #: Extra fields of this poll's canonical log event (lists walked twice, new codes).
         self._notes: dict[str, list[str]] = {}
-        self.snapshot = AccountSnapshot(name=account.name)
+        self.snapshot = previous or AccountSnapshot(name=account.name)
 
     async def poll(self, stats: ApiStats, next_poll: float | None) -> AccountSnapshot:
         started = time.monotonic()
@@ -399,10 +404,12 @@ class Poller:
         *,
         rng: random.Random | None = None,
         clock: Clock = time.time,
+        api_stats: ApiStats | None = None,
     ) -> None:
         self.config = config
         self.state = state
-        self.api_stats = ApiStats()
+        # A poller replacing another (configuration reload) continues its counters.
+        self.api_stats = api_stats if api_stats is not None else ApiStats()
         self.clock = clock  # every "now" of the poll cycles (see the module docstring)
         self._rng = rng or random.Random()  # noqa: S311  jitter, not cryptography
         self._session: aiohttp.ClientSession | None = None
@@ -422,6 +429,8 @@ class Poller:
                     self.config,
                     SoftLayerClient(account, self.config, self._session, self.api_stats),
                     self.clock,
+                    # Continue from what is served: a failed source keeps that data.
+                    self.state.accounts.get(account.name),
                 )
                 for account in self.config.accounts
             ]

@@ -26,7 +26,10 @@ TARGET_ROWS = (
     "| refresh requests vs baseline, 1,000 items, page 100",
     "| refresh vs rate-limit floor, 1,000 items @20 ms",
     "| peak RSS, 2,000 items",
-    "| /metrics p99, 50 concurrent scrapers",
+    "| /metrics p99, 50 scrapers, closed loop",
+    "| /metrics max, 50 scrapers, closed loop",
+    "| /metrics p99, 10 scrapers, open loop",
+    "| /metrics max, 10 scrapers, open loop",
 )
 
 
@@ -69,6 +72,10 @@ def test_quick_run_prints_every_table(quick_run: tuple[str, dict]) -> None:
         for scrapers in (1, 10, 50):
             row = re.compile(rf"^\| {server} +\| {scrapers} +\| [0-9]+ +\| [0-9.]+ +\| [0-9.]+ ")
             assert any(row.match(line) for line in lines), (server, scrapers)
+    assert any(line.startswith("Open loop: 10 scrapers, each once every 0.2 s") for line in lines)
+    for server in ("ours", "alt"):
+        row = re.compile(rf"^\| {server} +\| 10 +\| 40 +\| [0-9.]+ +\| [0-9.]+ ")
+        assert sum(1 for line in lines if row.match(line)) == 1, server
     assert any(line.startswith("time: t = ") and "R^2" in line for line in lines)
     assert any(line.startswith("memory: peak RSS") for line in lines)
 

@@ -107,8 +107,11 @@ def fast_header(budget: float, timeout: str = "1s", attempts: int = 2) -> str:
 class ExporterProcess:
     """The real ``softlayer-billing-exporter`` in a subprocess, with its JSON logs parsed live."""
 
-    def __init__(self, config: Path, env: dict[str, str], *extra: str) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str], *extra: str, wrapper: Iterable[str] = ()
+    ) -> None:
         self.args = [
+            *wrapper,
             *exporter_command(),
             "--config.file",
             str(config),
