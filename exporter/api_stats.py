@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from exporter.errors import reasons_help
+
 __all__ = ["DEFAULT_BUCKETS", "ApiStats"]
 
 #: Upper bounds (seconds) of the request-duration histogram. SoftLayer billing calls take
@@ -25,10 +27,7 @@ DEFAULT_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 _REQUESTS_HELP: Final = (
     'SoftLayer API requests by method and HTTP status (code="none" when no response arrived).'
 )
-_ERRORS_HELP: Final = (
-    "Failed SoftLayer API requests by reason: auth, rate_limited, timeout, server, client, "
-    "decode, network."
-)
+_ERRORS_HELP: Final = reasons_help()
 _DURATION_HELP: Final = "Latency of SoftLayer API requests by account and method."
 
 

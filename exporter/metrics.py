@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.api_stats import ApiStats
 from exporter.config import Config
+from exporter.errors import ErrorReason
 from exporter.snapshot import (
     INVOICE_STATUSES,
     INVOICE_TYPES,
@@ -39,7 +40,6 @@ from exporter.snapshot import (
     InvoiceSummary,
     code_label,
 )
-from exporter.softlayer import ErrorReason
 
 __all__ = ["CACHED", "SnapshotCollector", "build_registry", "track_accounts"]
 

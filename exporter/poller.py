@@ -54,6 +54,7 @@ import structlog
 
 from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, Config
+from exporter.errors import ErrorReason
 from exporter.snapshot import (
     INVOICE_STATUSES,
     INVOICE_TYPES,
@@ -66,7 +67,7 @@ from exporter.snapshot import (
     Source,
     SourceStatus,
 )
-from exporter.softlayer import ErrorReason, SoftLayerClient, SoftLayerError
+from exporter.softlayer import SoftLayerClient, SoftLayerError
 from exporter.wire import (
     ACCOUNT_MASK,
     NEXT_INVOICE_ITEM_MASK,

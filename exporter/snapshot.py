@@ -214,7 +214,7 @@ class SourceStatus:
     last_attempt: float  # unix time
     last_success: float | None  # unix time of the last attempt that succeeded
     last_error: str | None = None  # short, secret-free message of the latest failure
-    last_error_reason: str | None = None  # an ErrorReason value (exporter.softlayer)
+    last_error_reason: str | None = None  # an ErrorReason value (exporter.errors)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, Final
 
 import aiohttp
@@ -36,6 +35,7 @@ import aiohttp
 from exporter import __version__
 from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, AuthMethod, Config
+from exporter.errors import RETRYABLE_REASONS, ErrorReason
 from exporter.fieldlog import ClientLog, auth_hint
 from exporter.netdiag import describe, proxy_for
 from exporter.ratelimit import RateLimiter
@@ -50,30 +50,6 @@ __all__ = [
 ]
 
 
-class ErrorReason(StrEnum):
-    """Why a request failed; the ``reason`` label of ``softlayer_api_errors_total``."""
-
-    AUTH = "auth"
-    PERMISSION = "permission"  # authenticated, but the user may not see this
-    RATE_LIMITED = "rate_limited"
-    TIMEOUT = "timeout"
-    SERVER = "server"
-    CLIENT = "client"
-    DECODE = "decode"
-    NETWORK = "network"
-    MASK = "mask"  # the objectMask names a property SoftLayer does not know
-    PARSE = "parse"  # SoftLayer could not parse the mask or filter
-    VALIDATION = "validation"  # SoftLayer rejected a value of the request
-    INCOMPLETE = "incomplete"  # a paged list whose completeness could not be proven
-
-
-#: Reasons where the same request may succeed a moment later. Auth, permission, client,
-#: decode, mask, parse and validation failures repeat identically (SoftLayer sends several
-#: of them with HTTP 500, softlayer-python#2088, maximilien/softlayer-go#136), so retrying
-#: them only burns the rate budget; softlayer-go retries only rate limits and timeouts.
-RETRYABLE_REASONS: Final = frozenset(
-    {ErrorReason.RATE_LIMITED, ErrorReason.TIMEOUT, ErrorReason.SERVER, ErrorReason.NETWORK}
-)
 #: The ``method`` label of IAM token exchanges in :class:`ApiStats`.
 IAM_METHOD: Final = "iam_token"
 
