@@ -1,4 +1,5 @@
-"""Shared pytest configuration: the --run-slow switch and the CI rule for external tools."""
+"""Shared pytest configuration: the --run-slow switch, the CI rule for external tools, and
+the reset of process-wide state between tests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import shutil
 
 import pytest
+
+from exporter import logs
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,6 +32,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_secret_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no registered secret (the CLI registers every loaded key).
+
+    Otherwise a test that expects a key to be redacted could pass only because an earlier
+    test, in the same process, registered that key.
+    """
+    monkeypatch.setattr(logs, "_known_secrets", set())
 
 
 def require_tool(name: str) -> str:
