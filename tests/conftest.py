@@ -3,9 +3,12 @@ the reset of process-wide state between tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import sysconfig
+from collections.abc import Iterator
 
 import pytest
 
@@ -43,6 +46,19 @@ def _fresh_secret_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     test, in the same process, registered that key.
     """
     monkeypatch.setattr(logs, "_known_secrets", set())
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections while the block runs.
+
+    The socket stays bound without listening, so the kernel refuses every connection and no
+    other process can take the port meanwhile (a port closed and then named would be free
+    for anyone to bind first).
+    """
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield int(held.getsockname()[1])
 
 
 def require_tool(name: str) -> str:

@@ -18,11 +18,11 @@ from yarl import URL
 
 from exporter.netdiag import proxy_for
 from exporter.simulator import Scenario, SimulatorServer
+from tests.conftest import refused_port
 from tests.field.conftest import (
     PROXY_SOURCE,
     Certs,
     Relay,
-    free_port,
     run_once,
     tinyproxy,
     write_config,
@@ -145,13 +145,13 @@ async def test_proxy_that_refuses_the_tunnel(
 async def test_proxy_that_is_down(tmp_path: Path, scenario: Scenario) -> None:
     """HTTPS_PROXY naming a port nobody listens on: the error names the proxy, not the API."""
     account = scenario.accounts[0]
-    port = free_port()
     config = write_config(
         tmp_path / "config.yaml",
         endpoint="https://api.softlayer.com/rest/v3.1/",
         auth={"method": "classic", "username": account.username},
     )
-    run = await run_once(config, account.api_key, HTTPS_PROXY=f"http://127.0.0.1:{port}")
+    with refused_port() as port:
+        run = await run_once(config, account.api_key, HTTPS_PROXY=f"http://127.0.0.1:{port}")
     assert run.returncode == 1
     assert run.sample("softlayer_api_errors_total", account="prod", reason="network")
     (warning,) = run.named("api_failing")

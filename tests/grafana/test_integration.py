@@ -28,8 +28,8 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -67,12 +67,15 @@ SLOW_ALERTS = {"SoftLayerExporterAbsent": "30s"}
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _free_port() -> int:
-    """Return a port the OS just handed out for 127.0.0.1 (for tools that cannot report theirs)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+#: Prometheus and Alertmanager log the address they bound (exporter-toolkit), so they can
+#: listen on port 0: no port is chosen here and then taken by someone else first.
+_LISTENING_ON = re.compile(r'msg="Listening on" address=(\S+)')
+
+
+def _bound_address(log: str) -> str | None:
+    """Return the ``host:port`` a Prometheus-family server logged it listens on."""
+    match = _LISTENING_ON.search(log)
+    return match.group(1) if match else None
 
 
 def _script(name: str) -> str:
@@ -434,12 +437,14 @@ async def _start_stack(
         url = await _until(f"exporter {name} to listen", listening, processes)
         instances.append(url.split("://", 1)[1])
 
-    am_address = f"127.0.0.1:{_free_port()}"
+    async def bound(name: str) -> str | None:
+        return _bound_address(processes.read(name))
+
     am_config = _alertmanager_config(tmp_path / "am.yml", webhook_url)
     am_argv = [alertmanager, f"--config.file={am_config}", f"--storage.path={tmp_path / 'am'}"]
-    am_argv += [f"--web.listen-address={am_address}", "--cluster.listen-address="]
+    am_argv += ["--web.listen-address=127.0.0.1:0", "--cluster.listen-address="]
     processes.start("alertmanager", am_argv)
-    prom_address = f"127.0.0.1:{_free_port()}"
+    am_address = await _until("Alertmanager to listen", lambda: bound("alertmanager"), processes)
     rules = _rules_for_test(tmp_path / "rules.yml")
     prom_config = _prometheus_config(tmp_path / "prometheus.yml", rules, instances, am_address)
     prom_argv = [
@@ -447,7 +452,8 @@ async def _start_stack(
         f"--config.file={prom_config}",
         f"--storage.tsdb.path={tmp_path / 'p'}",
     ]
-    processes.start("prometheus", [*prom_argv, f"--web.listen-address={prom_address}"])
+    processes.start("prometheus", [*prom_argv, "--web.listen-address=127.0.0.1:0"])
+    prom_address = await _until("Prometheus to listen", lambda: bound("prometheus"), processes)
     api = f"http://{prom_address}/api/v1"
     stack = Stack(http, api, instances, processes, webhook, f"http://{am_address}/api/v2")
 
