@@ -1,8 +1,10 @@
 """Parsing SoftLayer wire JSON into the snapshot records of :mod:`exporter.snapshot`.
 
-The wire is loose (see ``softlayer-api.md``): decimals come as strings (``".048"``) or as
-JSON numbers, dates carry varying UTC offsets, unset properties are ``null`` or simply
-absent, and ``pendingInvoice`` is missing when no invoice is open. Everything here either
+The wire is loose (real bodies in ``tests/samples/``, provenance in its ``INDEX.md``):
+decimals come as strings (``".048"``) or as JSON numbers (softlayer-go's
+``datatypes.Float64.UnmarshalJSON`` accepts both for that reason), dates carry varying UTC
+offsets, unset properties are ``null`` or simply absent, and ``pendingInvoice`` is missing
+when no invoice is open. Everything here either
 returns records whose numbers are exactly what the wire said, or raises :class:`DecodeError`
 naming the offending path. Nothing guesses: a missing amount is an error, never a zero.
 
