@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -133,12 +134,33 @@ def assert_one_poll_per_account_per_cycle(proc: ExporterProcess, names: list[str
             assert isinstance(event["sources_failed"], list)
 
 
+async def next_whole_cycle(proc: ExporterProcess, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Each account's poll event of the first cycle that starts from now.
+
+    The cycle in flight may have started before the change the caller just made.
+    """
+    await proc.more_polls(names, 1)
+    return await proc.more_polls(names, 1)
+
+
+async def ok_with_good_values(
+    proc: ExporterProcess, session: aiohttp.ClientSession, names: list[str], good: Samples
+) -> Samples:
+    """The next whole cycle is clean everywhere and serves the good values again."""
+    last = await next_whole_cycle(proc, names)
+    assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
+    samples = await proc.scrape(session)
+    for name in names:
+        assert value(samples, "softlayer_up", account=name) == 1, name
+        assert data_of(samples, name) == data_of(good, name), name
+    return samples
+
+
 async def clean_baseline(
     proc: ExporterProcess, session: aiohttp.ClientSession, scenario: Scenario, names: list[str]
 ) -> Samples:
     """Scrape after a whole clean cycle: every account up with the simulator's true values."""
-    await proc.more_polls(names, 1)
-    last = await proc.more_polls(names, 1)
+    last = await next_whole_cycle(proc, names)
     assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
     good = await proc.scrape(session)
     for name in names:
@@ -178,9 +200,7 @@ async def test_every_fault_in_one_real_exporter_process(
         tokens_before = sim.stats.token_requests
         iam_id = scenario.accounts[names.index(IAM)].id
         sim.add_fault(FaultRule(kind=FaultKind.TOKEN_EXPIRED, account_id=iam_id, times=1))
-        # The cycle in flight may have started before the faults; the one after is all-fault.
-        await proc.more_polls(names, 1)
-        last = await proc.more_polls(names, 1)
+        last = await next_whole_cycle(proc, names)
         faulted = await proc.scrape(session)
         assert proc.proc is not None
         assert proc.proc.returncode is None
@@ -213,13 +233,7 @@ async def test_every_fault_in_one_real_exporter_process(
 
         # The faults clear; the next full cycle is clean everywhere.
         sim.clear_faults()
-        await proc.more_polls(names, 1)
-        last = await proc.more_polls(names, 1)
-        assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
-        recovered = await proc.scrape(session)
-        for name in names:
-            assert value(recovered, "softlayer_up", account=name) == 1, name
-            assert data_of(recovered, name) == data_of(good, name), name
+        recovered = await ok_with_good_values(proc, session, names, good)
 
         # Budget: the simulator limits each account to BUDGET/s too, so one request over
         # budget would have been answered RateLimitExceeded; only the RATE_LIMIT fault's
@@ -251,8 +265,7 @@ async def test_connection_refused_then_back_on_the_same_port(
             good = await clean_baseline(proc, session, scenario, names)
 
             await gate.close()
-            await proc.more_polls(names, 1)
-            last = await proc.more_polls(names, 1)
+            last = await next_whole_cycle(proc, names)
             refused = await proc.scrape(session)
             for name in names:
                 assert last[name]["outcome"] == "failed", last[name]
@@ -261,13 +274,8 @@ async def test_connection_refused_then_back_on_the_same_port(
                 assert data_of(refused, name) == data_of(good, name), name
 
             await gate.open()
-            await proc.more_polls(names, 1)
-            last = await proc.more_polls(names, 1)
-            assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
-            back = await proc.scrape(session)
+            back = await ok_with_good_values(proc, session, names, good)
             for name in names:
-                assert value(back, "softlayer_up", account=name) == 1
-                assert data_of(back, name) == data_of(good, name), name
                 assert errors(back, name, "rate_limited") == 0, name
 
             assert_one_poll_per_account_per_cycle(proc, names)
