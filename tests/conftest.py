@@ -29,7 +29,17 @@ def pytest_configure(config: pytest.Config) -> None:
             del os.environ[name]
 
 
+#: Fixtures that start real processes (helm, the benchmark run, a simulator process): every
+#: test using one is end to end, like the tests marked ``e2e`` themselves.
+E2E_FIXTURES = frozenset(
+    {"helm", "rendered", "quick_run", "simulator_process", "clocked_simulator"}
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
     if config.getoption("--run-slow"):
         return
     skip_slow = pytest.mark.skip(reason="long test: run with ./scripts/test --slow")

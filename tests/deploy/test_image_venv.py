@@ -32,6 +32,8 @@ import pytest
 
 from tests.deploy.dockerfile import ROOT, exec_form, stages
 
+pytestmark = pytest.mark.e2e
+
 NOBODY = 65534
 STARTUP_SECONDS = 60.0
 

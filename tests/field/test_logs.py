@@ -271,6 +271,7 @@ async def test_https_to_a_plain_http_port_is_a_handshake_error(
     assert "scheme and port" in warning["hint"]
 
 
+@pytest.mark.e2e
 async def test_startup_line(tmp_path: Path, sim: SimulatorServer, scenario: Scenario) -> None:
     """The listening line: version, Python, address, accounts, interval, proxies sans password."""
     from exporter import __version__  # noqa: PLC0415

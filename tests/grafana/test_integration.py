@@ -46,7 +46,7 @@ from aiohttp import web
 from tests.conftest import require_tool
 from tests.grafana import artifacts
 
-pytestmark = [pytest.mark.prometheus]
+pytestmark = [pytest.mark.prometheus, pytest.mark.e2e]
 
 T = TypeVar("T")
 

@@ -109,6 +109,7 @@ accounts:
 """
 
 
+@pytest.mark.e2e
 def test_metric_names_exist_in_real_exporter_output(tmp_path: Path) -> None:
     """Every contract name used is a family the real exporter serves (demo, one poll)."""
     config = tmp_path / "config.yaml"

@@ -33,6 +33,8 @@ from .conftest import (
     write_config,
 )
 
+pytestmark = pytest.mark.e2e
+
 GET_INVOICES = "SoftLayer_Account::getInvoices"
 GET_ITEMS = "SoftLayer_Account::getNextInvoiceTopLevelBillingItems"
 #: Requests per second per account: the exporter's budget and the simulator's own limit, so a

@@ -17,6 +17,8 @@ from aiohttp import web
 
 from .builders import PLANTED_KEY
 
+pytestmark = pytest.mark.e2e
+
 SHUTDOWN_LIMIT_SECONDS = 5.0
 STARTUP_LIMIT_SECONDS = 30.0
 
