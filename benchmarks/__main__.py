@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import ChildProcess, run_json_child
+from benchmarks.refresh import poller_request
 from benchmarks.report import (
     Target,
     cpu_ratio,
@@ -168,6 +169,8 @@ def _refresh_once(
         "--rate", str(args.our_rate),
         "--concurrency", str(args.our_concurrency),
     ]  # fmt: skip
+    if contender == "baseline":
+        argv += ["--request", json.dumps(poller_request(args.lookback_days))]
     try:
         result, usage, process_wall = run_json_child("benchmarks.refresh", argv)
     except RuntimeError as error:

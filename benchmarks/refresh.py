@@ -10,12 +10,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.harness import emit, self_usage
+
+if TYPE_CHECKING:
+    from benchmarks.baseline import Request
+
+
+def poller_request(lookback_days: float) -> Request:
+    """The masks and invoice filter our poller sends, for the baseline (run in the driver).
+
+    The baseline's process gets them as JSON instead of importing the exporter, whose
+    modules (aiohttp among them) would count in its RSS.
+    """
+    from exporter.poller import invoice_filter  # noqa: PLC0415  in the driver only
+    from exporter.wire import ACCOUNT_MASK, NEXT_INVOICE_ITEM_MASK, WINDOW_INVOICE_MASK  # noqa: PLC0415
+
+    since = time.time() - lookback_days * 86400.0
+    return {
+        "since": since,
+        "account_mask": ACCOUNT_MASK,
+        "invoice_mask": WINDOW_INVOICE_MASK,
+        "invoice_filter": invoice_filter(datetime.fromtimestamp(since, tz=UTC)),
+        "item_mask": NEXT_INVOICE_ITEM_MASK,
+    }
 
 
 def _run_baseline(args: argparse.Namespace) -> dict[str, Any]:
@@ -26,7 +50,7 @@ def _run_baseline(args: argparse.Namespace) -> dict[str, Any]:
         args.username,
         args.api_key,
         page_size=args.page_size,
-        lookback_seconds=args.lookback_days * 86400.0,
+        request=json.loads(args.request),
         top_categories=args.top_categories,
     )
     categories = result.categories.values()
@@ -111,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-categories", type=int, default=20)
     parser.add_argument("--rate", type=float, default=50.0, help="ours: max requests per second")
     parser.add_argument("--concurrency", type=int, default=16, help="ours: concurrent requests")
+    parser.add_argument("--request", help="baseline: poller_request(...) as JSON")
     args = parser.parse_args(argv)
+    if args.contender == "baseline" and args.request is None:
+        parser.error("the baseline needs --request (see poller_request)")
 
     # Import each contender's libraries before the clock starts: both pay their import cost
     # in every real deployment once, not per refresh.

@@ -4,7 +4,8 @@
 ``{"url": ...}`` and runs until stdin closes. ``ours`` is the exporter's own aiohttp app and
 listener serving its Exposition (rendered ahead of the scrape); ``alt`` is the usual
 exporter: Gauges set once in a registry and ``prometheus_client.aiohttp.make_aiohttp_handler``
-rendering the registry on every scrape;
+rendering the registry on every scrape (set from our collector's output once, see
+:mod:`benchmarks.alt_registry`);
 ``cached`` is a reference point: our exposition rendered once and served as bytes.
 Running each in its own process lets the driver charge the server's CPU time to its scrapes.
 """
@@ -35,7 +36,8 @@ def _alt_app(state: ExporterState, api_stats: ApiStats, config: Config) -> web.A
     # Our collector emits no ``_created`` series; keep the series sets equal.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     app = web.Application()
-    registry = alt_registry.build_registry(state, api_stats, config)
+    ours = metrics.build_registry(state, api_stats, config, process_metrics=False)
+    registry = alt_registry.mirror(ours.collect())
     app.router.add_get("/metrics", make_aiohttp_handler(registry))
     return app
 

@@ -13,7 +13,7 @@ else 1, which is never more than ``ceil(n / P)``):
 - 1 x ``SoftLayer_Account::getObject`` (sources ``account``, ``latest_recurring_invoice``
   and ``pending_invoice`` from one combined mask);
 - ``W(I)`` x ``getInvoices``, I = invoices created in the look-back window (plus one day of
-  margin, because SoftLayer's date filter is coarse; see ``_invoice_filter``);
+  margin, because SoftLayer's date filter is coarse; see ``invoice_filter``);
 - ``W(N)`` x ``getNextInvoiceTopLevelBillingItems``, N = top-level items on the next
   invoice;
 
@@ -81,7 +81,7 @@ from exporter.wire import (
     project_breakdown,
 )
 
-__all__ = ["ACCOUNT_SERVICE", "Clock", "Poller"]
+__all__ = ["ACCOUNT_SERVICE", "Clock", "Poller", "invoice_filter"]
 
 #: The poller's wall clock: unix seconds, like :func:`time.time`.
 Clock = Callable[[], float]
@@ -309,7 +309,7 @@ class _AccountPoller:
             Source.INVOICES,
             method="getInvoices",
             mask=WINDOW_INVOICE_MASK,
-            object_filter=_invoice_filter(since),
+            object_filter=invoice_filter(since),
             aggregator=fresh,
         )
         self._report_codes(windows[-1].undocumented)
@@ -378,7 +378,7 @@ class _AccountPoller:
         raise AssertionError("unreachable: the last walk returns or raises")  # pragma: no cover
 
 
-def _invoice_filter(since: datetime) -> dict[str, Any]:
+def invoice_filter(since: datetime) -> dict[str, Any]:
     """``getInvoices`` filter: created after ``since`` minus a day, ordered by id."""
     start = (since - _FILTER_MARGIN).astimezone(UTC)
     return {

@@ -1,10 +1,12 @@
 """Async SoftLayer REST client: authentication, paging, rate limiting, retries, typed errors.
 
 One :class:`SoftLayerClient` serves one configured account over a shared
-:class:`aiohttp.ClientSession`. It knows the API's quirks (``softlayer-api.md`` section 5):
+:class:`aiohttp.ClientSession`. It knows the API's quirks (error bodies in ``tests/samples/``):
 
-- errors arrive as ``{"error": ..., "code": ...}`` with HTTP 500 (rate limit, expired IAM
-  token, backend failure), 401, 404, and sometimes with HTTP **200**; every body is checked;
+- errors arrive as ``{"error": ..., "code": ...}`` with HTTP 500 (rate limit: softlayer-python
+  #884, softlayer-go #75; expired IAM token: softlayer-go ``session.go`` ``NeedsRefresh``;
+  backend failure), 401, 404, and sometimes with HTTP **200** (softlayer-go #164); every body
+  is checked;
 - JSON numbers are decoded straight into :class:`~decimal.Decimal`;
 - list methods are paged with ``resultLimit=offset,limit`` and ``SoftLayer-Total-Items``; the
   remaining pages are fetched concurrently after the first; a page that answers

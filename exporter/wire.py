@@ -1,8 +1,10 @@
 """Parsing SoftLayer wire JSON into the snapshot records of :mod:`exporter.snapshot`.
 
-The wire is loose (see ``softlayer-api.md``): decimals come as strings (``".048"``) or as
-JSON numbers, dates carry varying UTC offsets, unset properties are ``null`` or simply
-absent, and ``pendingInvoice`` is missing when no invoice is open. Everything here either
+The wire is loose (real bodies in ``tests/samples/``, provenance in its ``INDEX.md``):
+decimals come as strings (``".048"``) or as JSON numbers (softlayer-go's
+``datatypes.Float64.UnmarshalJSON`` accepts both for that reason), dates carry varying UTC
+offsets, unset properties are ``null`` or simply absent, and ``pendingInvoice`` is missing
+when no invoice is open. Everything here either
 returns records whose numbers are exactly what the wire said, or raises :class:`DecodeError`
 naming the offending path. Nothing guesses: a missing amount is an error, never a zero.
 
@@ -23,14 +25,14 @@ from __future__ import annotations
 import decimal
 import math
 import re
-from array import array
-from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
+
+from pyroaring import BitMap64
 
 from exporter.snapshot import (
     INVOICE_STATUSES,
@@ -370,113 +372,23 @@ def _page_list(page: Any, path: str) -> list[Any]:
     return page
 
 
-class IdSet:
-    """A set of int ids at about 8 bytes per id, for deduplicating pages of items.
+def _add_new(seen: BitMap64, ids: list[int]) -> list[bool]:
+    """Add ``ids`` to ``seen``; for each, whether it was new (not stored, not earlier in ``ids``).
 
-    A Python ``set[int]`` costs ~70 bytes per id (hash slot plus the int object it keeps
-    alive): 14 MiB at 200k items, the one thing in a refresh that grew with the account.
-    Pages are ordered by id, so each page is a short sorted run of ids that rarely overlaps
-    another page's. We therefore keep disjoint sorted runs in ``array('q')`` (8 bytes per
-    id), ordered by their first id: a lookup bisects the list of runs, then the one run that
-    can hold the id. A run that does not overlap any other is inserted as is and glued to
-    its neighbours while the result stays under ``_CHUNK`` ids (gluing disjoint, ordered
-    runs is a concatenation, and it keeps the per-run overhead under 1 byte per id). Only
-    when a run overlaps others (pages shifted by items added or removed between fetches,
-    or arriving out of order next to a glued run) are those runs re-sorted together; that
-    re-sort touches at most a few chunks. Simpler alternatives fail the bound: a bitmap
-    over real ids is huge because an account's ids are sparse in a global sequence, and one
-    growing array re-sorted periodically needs a transient list of every id.
+    Pages of a changing account can overlap, so an item must count once however often it
+    comes back. A ``set[int]`` of the ids held ~70 bytes per id (14 MiB at 200k items, the one
+    thing in a refresh that grew with the account); a roaring bitmap holds sparse ids in 1-2
+    bytes each (0.21 MiB for 200k ids at the simulator's stride of 8; docs/performance.md) and
+    stays exact. Ids are non-negative and below 2**63 (:func:`parse_int`), inside
+    ``BitMap64``'s unsigned 64-bit range.
     """
-
-    _CHUNK: Final = 1024
-
-    def __init__(self) -> None:
-        self._runs: list[array[int]] = []
-        self._len = 0
-
-    def __len__(self) -> int:
-        return self._len
-
-    def __contains__(self, item_id: object) -> bool:
-        if not isinstance(item_id, int):
-            return False
-        index = bisect_right(self._runs, item_id, key=_first) - 1
-        if index < 0:
-            return False
-        run = self._runs[index]
-        at = bisect_left(run, item_id)
-        return at < len(run) and run[at] == item_id
-
-    def add_new(self, ids: Iterable[int]) -> list[bool]:
-        """Add ``ids``; for each, whether it was new (not stored, not earlier in ``ids``)."""
-        ids = list(ids)
-        unique = sorted(set(ids))
-        if not unique:
-            return []
-        first, last = self._overlapping(unique[0], unique[-1])
-        # The usual page overlaps no stored run: then no id needs a lookup.
-        check = first < last
-        fresh: set[int] = set()
-        flags = []
-        for item_id in ids:
-            new = item_id not in fresh and not (check and item_id in self)
-            if new:
-                fresh.add(item_id)
-            flags.append(new)
-        if fresh:
-            self._insert(unique if len(fresh) == len(unique) else sorted(fresh), first, last)
-        return flags
-
-    def _overlapping(self, low: int, high: int) -> tuple[int, int]:
-        """``first, last`` such that runs[first:last] are the runs overlapping [low, high]."""
-        runs = self._runs
-        first = max(0, bisect_right(runs, low, key=_first) - 1)
-        if first < len(runs) and runs[first][-1] < low:
-            first += 1
-        return first, bisect_right(runs, high, key=_first)
-
-    def _insert(self, new: list[int], first: int, last: int) -> None:
-        # Stored ids are excluded from ``new``, so runs outside [first, last) of the page's
-        # whole span still cannot overlap the (narrower) span of ``new``.
-        runs = self._runs
-        self._len += len(new)
-        if first < last:
-            self._merge(first, last, new)
-            return
-        runs.insert(first, array("q", new))
-        at = first
-        if at > 0 and len(runs[at - 1]) + len(runs[at]) <= self._CHUNK:
-            runs[at - 1].extend(runs[at])
-            del runs[at]
-            at -= 1
-        if at + 1 < len(runs) and len(runs[at]) + len(runs[at + 1]) <= self._CHUNK:
-            runs[at].extend(runs[at + 1])
-            del runs[at + 1]
-
-    def _merge(self, first: int, last: int, new: list[int]) -> None:
-        # ``new`` overlaps runs[first:last]. Usually it is a late page falling into one gap
-        # of one glued run: splice it in (a C-level memmove). Otherwise re-sort the few runs
-        # involved. Either way, split the result back into runs of at most _CHUNK ids so
-        # that no later merge touches more than a couple of chunks.
-        runs = self._runs
-        merged: array[int] | None = None
-        if last - first == 1:
-            run = runs[first]
-            at = bisect_left(run, new[0])
-            if at == bisect_left(run, new[-1]):  # no stored id between new[0] and new[-1]
-                run[at:at] = array("q", new)
-                merged = run
-        if merged is None:
-            merged = array("q", sorted([*new, *(i for run in runs[first:last] for i in run)]))
-        if len(merged) <= self._CHUNK:
-            runs[first:last] = [merged]
-            return
-        step = self._CHUNK // 2
-        runs[first:last] = [merged[i : i + step] for i in range(0, len(merged), step)]
-
-
-def _first(run: array[int]) -> int:
-    return run[0]
+    flags = []
+    for item_id in ids:
+        new = item_id not in seen
+        if new:
+            seen.add(item_id)
+        flags.append(new)
+    return flags
 
 
 @dataclass
@@ -514,7 +426,7 @@ class CategoryAggregator:
 
     def __init__(self) -> None:
         self._categories: dict[str, _Category] = {}
-        self._seen = IdSet()
+        self._seen = BitMap64()
 
     @property
     def item_count(self) -> int:
@@ -548,7 +460,7 @@ class CategoryAggregator:
                     name = parse_str(raw_name, f"{where}.category.name")
             parsed.append((item_id, code, amount, rate, name))
         # One page of parsed items at a time (bounded by the page size), deduplicated at once.
-        fresh = self._seen.add_new(item[0] for item in parsed)
+        fresh = _add_new(self._seen, [item[0] for item in parsed])
         for (_, code, amount, rate, name), new in zip(parsed, fresh, strict=True):
             if not new:
                 continue
@@ -680,7 +592,7 @@ class InvoiceWindowAggregator:
         self._types = _CodeBounds(INVOICE_TYPES)
         self._statuses = _CodeBounds(INVOICE_STATUSES)
         self._last_failure: datetime | None = None
-        self._seen = IdSet()
+        self._seen = BitMap64()
 
     @property
     def undocumented(self) -> list[tuple[str, str]]:
@@ -708,7 +620,7 @@ class InvoiceWindowAggregator:
                 _field(invoice, "invoiceTotalAmount", where), f"{where}.invoiceTotalAmount"
             )
             parsed.append((invoice_id, type_code, status, created, closed, amount))
-        fresh = self._seen.add_new(invoice[0] for invoice in parsed)
+        fresh = _add_new(self._seen, [invoice[0] for invoice in parsed])
         for (_, type_code, status, created, closed, amount), new in zip(parsed, fresh, strict=True):
             if not new or created < self.since:
                 continue

@@ -13,7 +13,8 @@ can compare what the API says against it.
 
 Billing over time runs on the scenario's :class:`~exporter.simulator.clock.SimClock`
 (``scenario.clock``); :meth:`Scenario.advance` moves it and runs what SoftLayer does meanwhile
-(softlayer-api.md section 8, sources there):
+(sources: softlayer-cli fixture ``SoftLayer_Virtual_Guest/getObject.json`` for month-to-date
+hourly amounts, SLDN's SoftLayer_Billing_Invoice datatype for statuses):
 
 - hourly items accrue one hour at the top of every simulated hour: ``hoursUsed`` and the
   month-to-date ``nextInvoiceTotalRecurringAmount`` (children included) grow, monthly items

@@ -3,7 +3,6 @@ good data, touches only its own account and sources, and clears on the next cycl
 
 from __future__ import annotations
 
-import socket
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +18,7 @@ from tests.client.conftest import (
     assert_matches_truth,
     make_config,
 )
+from tests.conftest import refused_port
 
 GET_OBJECT = "SoftLayer_Account::getObject"
 GET_INVOICES = "SoftLayer_Account::getInvoices"
@@ -194,13 +194,11 @@ async def test_connection_refused_is_network_and_isolated(
     sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
 ) -> None:
     """An account whose endpoint refuses connections fails as network; the other is fine."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead_port = probe.getsockname()[1]
     config = make_config(sim, scenario)
-    dead = replace(config.accounts[0], endpoint=f"http://127.0.0.1:{dead_port}/rest/v3.1/")
-    poller = make_poller(replace(config, accounts=(dead, config.accounts[1])))
-    assert await poller.poll_once() is False
+    with refused_port() as dead_port:
+        dead = replace(config.accounts[0], endpoint=f"http://127.0.0.1:{dead_port}/rest/v3.1/")
+        poller = make_poller(replace(config, accounts=(dead, config.accounts[1])))
+        assert await poller.poll_once() is False
     snapshot = poller.state.accounts["acct0"]
     assert {s.last_error_reason for s in snapshot.sources.values()} == {"network"}
     assert snapshot.summary is None  # never succeeded: no data, not zeros

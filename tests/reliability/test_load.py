@@ -37,6 +37,8 @@ from .conftest import (
     write_config,
 )
 
+pytestmark = pytest.mark.e2e
+
 CONCURRENCY = 200
 
 

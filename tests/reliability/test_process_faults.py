@@ -4,8 +4,8 @@ One exporter process polls one account per fault kind (plus a clean control acco
 IAM account), so every fault runs in the same cycles: the process stays up, /metrics keeps
 the last good values, the affected source goes down with the right error reason, every
 account logs exactly one poll event per cycle, everything recovers on the next cycle once the
-faults clear, and no account ever exceeds its request budget. Then the simulator is stopped
-(connection refused) and started again on the same port.
+faults clear, and no account ever exceeds its request budget. Separately, the API's port
+refuses connections, then accepts them again on the same port.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,16 +22,18 @@ from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, Simu
 
 from .conftest import (
     ExporterProcess,
+    Gate,
     Samples,
     account_yaml,
     classic_auth,
     data_of,
     fast_header,
     iam_auth,
-    restart_on_same_port,
     value,
     write_config,
 )
+
+pytestmark = pytest.mark.e2e
 
 GET_INVOICES = "SoftLayer_Account::getInvoices"
 GET_ITEMS = "SoftLayer_Account::getNextInvoiceTopLevelBillingItems"
@@ -95,18 +98,25 @@ async def _sim(scenario: Scenario) -> AsyncIterator[SimulatorServer]:
         yield sim
 
 
-def make_config(tmp_path: Path, sim: SimulatorServer, scenario: Scenario) -> dict[str, str]:
+def make_config(
+    tmp_path: Path, sim: SimulatorServer, scenario: Scenario, port: int | None = None
+) -> dict[str, str]:
+    """Write the config of every account (through ``port`` instead of the simulator's)."""
+    endpoint, token_url = sim.endpoint, sim.iam_token_url
+    if port is not None:
+        endpoint = endpoint.replace(f":{sim.port}/", f":{port}/")
+        token_url = token_url.replace(f":{sim.port}/", f":{port}/")
     env: dict[str, str] = {}
     accounts = []
     names = [name_of(i) for i in range(len(CASES))] + [CONTROL, IAM]
     for index, (name, acct) in enumerate(zip(names, scenario.accounts, strict=True)):
         env[f"SL_KEY_{index}"] = acct.iam_api_key if name == IAM else acct.api_key
         auth = (
-            iam_auth(sim.iam_token_url, f"SL_KEY_{index}")
+            iam_auth(token_url, f"SL_KEY_{index}")
             if name == IAM
             else classic_auth(acct.username, f"SL_KEY_{index}")
         )
-        accounts.append(account_yaml(name, sim.endpoint, auth))
+        accounts.append(account_yaml(name, endpoint, auth))
     write_config(tmp_path / "config.yaml", accounts, fast_header(BUDGET))
     return env
 
@@ -126,34 +136,60 @@ def assert_one_poll_per_account_per_cycle(proc: ExporterProcess, names: list[str
             assert isinstance(event["sources_failed"], list)
 
 
+async def next_whole_cycle(proc: ExporterProcess, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Each account's poll event of the first cycle that starts from now.
+
+    The cycle in flight may have started before the change the caller just made.
+    """
+    await proc.more_polls(names, 1)
+    return await proc.more_polls(names, 1)
+
+
+async def ok_with_good_values(
+    proc: ExporterProcess, session: aiohttp.ClientSession, names: list[str], good: Samples
+) -> Samples:
+    """The next whole cycle is clean everywhere and serves the good values again."""
+    last = await next_whole_cycle(proc, names)
+    assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
+    samples = await proc.scrape(session)
+    for name in names:
+        assert value(samples, "softlayer_up", account=name) == 1, name
+        assert data_of(samples, name) == data_of(good, name), name
+    return samples
+
+
+async def clean_baseline(
+    proc: ExporterProcess, session: aiohttp.ClientSession, scenario: Scenario, names: list[str]
+) -> Samples:
+    """Scrape after a whole clean cycle: every account up with the simulator's true values."""
+    last = await next_whole_cycle(proc, names)
+    assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
+    good = await proc.scrape(session)
+    for name in names:
+        assert value(good, "softlayer_up", account=name) == 1
+        assert len(data_of(good, name)) > 20, name  # the comparisons that follow bite
+    for name, acct in zip(names, scenario.accounts, strict=True):
+        truth = scenario.truth(acct.id)
+        assert value(good, "softlayer_account_balance_usd", account=name) == float(truth.balance)
+        assert value(good, "softlayer_next_invoice_pre_tax_usd", account=name) == float(
+            truth.next_invoice_pre_tax
+        )
+    return good
+
+
 async def test_every_fault_in_one_real_exporter_process(
     tmp_path: Path, sim: SimulatorServer, scenario: Scenario
 ) -> None:
     """Every fault kind at once against a real exporter process: stays up, last good values
     served, the right source down and reason counted, one poll event per account per cycle,
-    recovery on the next cycle, connection refused survived, no account over its budget."""
+    recovery on the next cycle once they clear, no account over its budget."""
     env = make_config(tmp_path, sim, scenario)
     names = [name_of(i) for i in range(len(CASES))] + [CONTROL, IAM]
     proc = ExporterProcess(tmp_path / "config.yaml", env)
     async with proc, aiohttp.ClientSession() as session:
-        # Phase 1: a clean cycle is the baseline.
-        await proc.more_polls(names, 1)
-        last = await proc.more_polls(names, 1)
-        assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
-        good = await proc.scrape(session)
-        for name in names:
-            assert value(good, "softlayer_up", account=name) == 1
-            assert len(data_of(good, name)) > 20, name  # the comparisons below bite
-        for name, acct in zip(names, scenario.accounts, strict=True):
-            truth = scenario.truth(acct.id)
-            assert value(good, "softlayer_account_balance_usd", account=name) == float(
-                truth.balance
-            )
-            assert value(good, "softlayer_next_invoice_pre_tax_usd", account=name) == float(
-                truth.next_invoice_pre_tax
-            )
+        good = await clean_baseline(proc, session, scenario, names)
 
-        # Phase 2: every fault at once, one account each, plus an expired IAM token.
+        # Every fault at once, one account each, plus an expired IAM token.
         for index, case in enumerate(CASES):
             sim.add_fault(
                 FaultRule(
@@ -166,9 +202,7 @@ async def test_every_fault_in_one_real_exporter_process(
         tokens_before = sim.stats.token_requests
         iam_id = scenario.accounts[names.index(IAM)].id
         sim.add_fault(FaultRule(kind=FaultKind.TOKEN_EXPIRED, account_id=iam_id, times=1))
-        # The cycle in flight may have started before the faults; the one after is all-fault.
-        await proc.more_polls(names, 1)
-        last = await proc.more_polls(names, 1)
+        last = await next_whole_cycle(proc, names)
         faulted = await proc.scrape(session)
         assert proc.proc is not None
         assert proc.proc.returncode is None
@@ -199,40 +233,9 @@ async def test_every_fault_in_one_real_exporter_process(
         assert errors(faulted, IAM, "auth") == errors(good, IAM, "auth") + 1
         assert sim.stats.token_requests == tokens_before + 1
 
-        # Phase 3: the faults clear; the next full cycle is clean everywhere.
+        # The faults clear; the next full cycle is clean everywhere.
         sim.clear_faults()
-        await proc.more_polls(names, 1)
-        last = await proc.more_polls(names, 1)
-        assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
-        recovered = await proc.scrape(session)
-        for name in names:
-            assert value(recovered, "softlayer_up", account=name) == 1, name
-            assert data_of(recovered, name) == data_of(good, name), name
-
-        # Phase 4: connection refused: the simulator is gone, every account fails, values kept.
-        port = sim.port
-        await sim.stop()
-        await proc.more_polls(names, 1)
-        last = await proc.more_polls(names, 1)
-        refused = await proc.scrape(session)
-        for name in names:
-            assert last[name]["outcome"] == "failed", last[name]
-            assert value(refused, "softlayer_up", account=name) == 0
-            assert errors(refused, name, "network") > errors(recovered, name, "network")
-            assert data_of(refused, name) == data_of(good, name), name
-        # ...and it comes back on the same port: recovery on the next cycle.
-        fresh = await restart_on_same_port(sim, scenario, BUDGET)
-        try:
-            assert fresh.port == port
-            await proc.more_polls(names, 1)
-            last = await proc.more_polls(names, 1)
-            assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
-            back = await proc.scrape(session)
-            for name in names:
-                assert value(back, "softlayer_up", account=name) == 1
-                assert data_of(back, name) == data_of(good, name), name
-        finally:
-            await fresh.stop()
+        recovered = await ok_with_good_values(proc, session, names, good)
 
         # Budget: the simulator limits each account to BUDGET/s too, so one request over
         # budget would have been answered RateLimitExceeded; only the RATE_LIMIT fault's
@@ -242,10 +245,41 @@ async def test_every_fault_in_one_real_exporter_process(
         )
         for name in names:
             if name != rate_limited_case:
-                assert errors(back, name, "rate_limited") == 0, name
+                assert errors(recovered, name, "rate_limited") == 0, name
         assert 0 < sim.stats.max_per_second <= BUDGET * len(names)
-        assert 0 < fresh.stats.max_per_second <= BUDGET * len(names)
 
         assert_one_poll_per_account_per_cycle(proc, names)
         assert await proc.terminate() == 0
+    assert not [e for e in proc.events if e.get("level") in ("error", "critical")], proc.events
+
+
+async def test_connection_refused_then_back_on_the_same_port(
+    tmp_path: Path, sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """The API's port refusing connections: every account fails with reason network and
+    keeps its last values, the process stays up; once the same port accepts again, the next
+    cycle recovers everywhere."""
+    names = [name_of(i) for i in range(len(CASES))] + [CONTROL, IAM]
+    async with Gate(sim.port) as gate:
+        env = make_config(tmp_path, sim, scenario, port=gate.port)
+        proc = ExporterProcess(tmp_path / "config.yaml", env)
+        async with proc, aiohttp.ClientSession() as session:
+            good = await clean_baseline(proc, session, scenario, names)
+
+            await gate.close()
+            last = await next_whole_cycle(proc, names)
+            refused = await proc.scrape(session)
+            for name in names:
+                assert last[name]["outcome"] == "failed", last[name]
+                assert value(refused, "softlayer_up", account=name) == 0
+                assert errors(refused, name, "network") > errors(good, name, "network")
+                assert data_of(refused, name) == data_of(good, name), name
+
+            await gate.open()
+            back = await ok_with_good_values(proc, session, names, good)
+            for name in names:
+                assert errors(back, name, "rate_limited") == 0, name
+
+            assert_one_poll_per_account_per_cycle(proc, names)
+            assert await proc.terminate() == 0
     assert not [e for e in proc.events if e.get("level") in ("error", "critical")], proc.events

@@ -28,6 +28,8 @@ from tests.conftest import require_tool
 
 from .builders import PLANTED_KEY
 
+pytestmark = pytest.mark.e2e
+
 LIMIT_SECONDS = 30.0
 SHUTDOWN_LIMIT_SECONDS = 5.0
 

@@ -87,8 +87,11 @@ class TestProbes:
             with capture_logs() as logs:
                 poller.release.set()
                 task = runner.app[POLLER_TASK]
-                await asyncio.wait({task})
-                await asyncio.sleep(0)  # done-callbacks run on the next loop iteration
+                reported = asyncio.Event()
+                # A task's done-callbacks run in the order they were added (each via
+                # call_soon): this one runs right after the server's, which logs the death.
+                task.add_done_callback(lambda _: reported.set())
+                await reported.wait()
             assert [e["event"] for e in logs] == ["poller_failed"]
             assert "poller bug" in logs[0]["error"]
             async with aiohttp.ClientSession() as session, session.get(url + "/healthz") as resp:

@@ -20,6 +20,8 @@ from exporter.demo import DEMO_POLL_INTERVAL_ENV
 
 from .builders import PLANTED_KEY
 
+pytestmark = pytest.mark.e2e
+
 SHUTDOWN_LIMIT_SECONDS = 5.0
 STARTUP_LIMIT_SECONDS = 30.0
 
