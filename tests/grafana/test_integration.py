@@ -19,9 +19,7 @@ The proof that the shipped rules, routing and dashboards work together on stock 
    balance and the totals equal the simulator's truth once, not twice;
 6. the invoice is paid: the alert resolves at the webhook and the "now" panel goes empty.
 
-Every wait polls an API until a deadline; nothing sleeps for a fixed time. The test needs the
-metric contract of the billing-clock work (grace threshold, projections, state-set status);
-before that has landed it is marked xfail with that reason.
+Every wait polls an API until a deadline; nothing sleeps for a fixed time.
 """
 
 from __future__ import annotations
@@ -48,22 +46,7 @@ from aiohttp import web
 from tests.conftest import require_tool
 from tests.grafana import artifacts
 
-#: The billing-clock work's metric contract has landed once docs/metrics.md documents it.
-CONTRACT = "softlayer_next_invoice_projected_pre_tax_usd" in artifacts.METRICS_DOC.read_text(
-    encoding="utf-8"
-)
-pytestmark = [
-    pytest.mark.prometheus,
-    pytest.mark.skipif(
-        not artifacts.exporter_available(), reason="exporter CLI and simulator not merged yet"
-    ),
-    pytest.mark.xfail(
-        not CONTRACT,
-        reason="needs the metric contract of the billing-clock work (open_invoice_grace, "
-        "projections, invoice status): not merged into this branch yet",
-        strict=True,
-    ),
-]
+pytestmark = pytest.mark.prometheus
 
 T = TypeVar("T")
 
