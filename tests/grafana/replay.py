@@ -1,6 +1,6 @@
 """A billing month replayed through two real exporters and recorded as Prometheus scrapes it.
 
-The simulator's billing clock drives two SoftLayer accounts through a little more than a
+The simulator's billing clock drives three SoftLayer accounts through a little more than a
 month (hourly accrual, invoices cut OPEN on the anniversary, paid by their terms) while an
 HA pair of exporters (``Poller(config, state, clock=scenario.clock.time)``, one per
 ``instance``) polls them every hour of simulated time. Every 15 simulated minutes each
@@ -68,8 +68,8 @@ STEPS = DAYS * 86_400 // STEP
 #: The replay's origin: promtool's time 0.
 START = datetime(2026, 3, 1, tzinfo=UTC)
 T0 = START.timestamp()
-#: Seed whose accounts have their anniversaries on days 1 and 4 of the replay, so both cut
-#: an invoice early and again before it ends, and both have hourly items.
+#: Seed whose accounts have their anniversaries on days 1, 4 and 14 of the replay (the first
+#: two cut again before it ends), each with hourly items.
 SEED = 27
 #: The simulator generates hourly items that ran only part of their first cycle; from the
 #: first anniversary on they run all hours, so the first invoice cut after generation is
@@ -83,9 +83,11 @@ JOB = "softlayer"
 INSTANCES = ("a:29610", "b:29610")
 #: The instance the script restarts.
 RESTARTED = INSTANCES[1]
-#: Account names in the exporter config: paid by its terms / never paid until chased.
+#: Account names in the exporter config: paid by its terms / not paid until chased / a card
+#: that fails every month.
 ONTIME = "ontime"
 LATE = "late"
+FAILING = "failing"
 #: Left out of the promtool input (see the module docstring).
 WALL_CLOCK_FAMILIES = ("softlayer_api_request_duration_seconds",)
 
@@ -98,6 +100,8 @@ SPECS = (
     AccountSpec(
         items=6, pending_invoice=False, invoice_months=2, payment="invoice", payment_terms_days=90
     ),
+    # Its card is declined four hours after each cut: the invoice closes CLOSED_FAILED.
+    AccountSpec(items=4, pending_invoice=False, invoice_months=2, payment="card_failed"),
 )
 THRESHOLDS = {
     ONTIME: Thresholds(
@@ -111,6 +115,8 @@ THRESHOLDS = {
         open_invoice_grace_seconds=10 * 86_400.0,
         pending_invoice_max_age_seconds=14 * 86_400.0,
     ),
+    # Its invoices are open for four hours only, above this threshold but within the grace.
+    FAILING: Thresholds(open_invoice_balance_usd=Decimal(100)),
 }
 
 Labels = tuple[tuple[str, str], ...]
@@ -419,8 +425,10 @@ def _gaps(script: Script) -> dict[int, set[str]]:
 async def record(script: Script) -> Month:
     """Replay the month and record every scrape (see the module docstring)."""
     scenario = warmed_up_scenario()
-    names = {acct.id: name for acct, name in zip(scenario.accounts, (ONTIME, LATE), strict=True)}
-    ontime, late = (acct.id for acct in scenario.accounts)
+    names = {
+        acct.id: name for acct, name in zip(scenario.accounts, (ONTIME, LATE, FAILING), strict=True)
+    }
+    ontime, late, _ = (acct.id for acct in scenario.accounts)
     scrapes: dict[str, list[Scrape | None]] = {i: [] for i in INSTANCES}
     gaps = _gaps(script)
     stop_step = Month.step_at_or_after(script.restart_b)

@@ -1,6 +1,6 @@
 """A billing month replayed through the exporter: which alerts fire, when, and nothing else.
 
-The month is recorded once per session (tests/grafana/replay.py): two accounts on the
+The month is recorded once per session (tests/grafana/replay.py): three accounts on the
 simulator's billing clock, an HA pair of exporters polling them hourly, scraped every 15
 minutes for 36 days. ``promtool test rules`` then evaluates the shipped rules over the
 recording, every 15 minutes, exactly as Prometheus would. The story (day d hh:mm counts from
@@ -11,8 +11,10 @@ the replay's start, UTC):
   spike), and cancelled on day 20 10:00.
 - ``late`` has its invoice cut on day 1 and left unpaid past its 10-day grace (and past its
   14-day maximum age); it is paid by hand on day 24 10:07, between two polls.
-- Both accounts accrue hourly items all month, restart them at their anniversaries and cut
-  the next invoice on days 32 and 35 (open, within grace: quiet).
+- ``failing`` has its invoice cut on day 14 05:00 and its card declined at 09:00 (closed
+  ``CLOSED_FAILED``, still owed): the payment failure alerts until a week has passed.
+- All accounts accrue hourly items all month and restart them at their anniversaries;
+  ontime and late cut their next invoices on days 35 and 32 (open, within grace: quiet).
 - Both exporters miss one scrape on day 13 12:00 (billing alerts keep firing); exporter a
   is unreachable for 90 minutes from day 16 06:00; exporter b restarts on day 22 (down at
   14:15, up again at 14:30 with no billing series until its first poll has ended, counters
@@ -43,11 +45,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import require_tool
 from tests.grafana import artifacts, replay
-from tests.grafana.replay import INSTANCES, LATE, ONTIME, STEP, STEPS, Month, at
+from tests.grafana.replay import FAILING, INSTANCES, LATE, ONTIME, STEP, STEPS, Month, at
 
 pytestmark = pytest.mark.prometheus
 
 RULES = {rule["alert"]: rule for rule in artifacts.alerts()}
+#: How long after a failed payment SoftLayerInvoicePaymentFailed may fire (a policy constant
+#: of the rules' generator).
+PAYMENT_FAILURE_WINDOW = artifacts.grafana_module("generate_alerts").PAYMENT_FAILURE_WINDOW
 FIRING = 'ALERTS{alertstate="firing"}'
 OVERVIEW = "softlayer-billing-overview.json"
 #: Grafana's variables as a dashboard with "All" selected substitutes them.
@@ -140,7 +145,20 @@ def expected_alerts(month: Month) -> list[Expected]:
     spike = month.seen(script.spike, by="any")
     spike_gone = month.seen(script.spike_cancelled, by="all")
     gap_a_end = script.gap_a + script.gap_a_steps * STEP
+    (failure,) = [
+        inv.closed.timestamp()
+        for inv in month.invoices[FAILING]
+        if inv.status_code == "CLOSED_FAILED"
+        and inv.closed
+        and inv.created.timestamp() >= replay.T0
+    ]
     return [
+        Expected(
+            "SoftLayerInvoicePaymentFailed",
+            (("account", FAILING),),
+            month.seen(failure, by="any"),
+            first_step_at(failure + seconds(PAYMENT_FAILURE_WINDOW)),
+        ),
         Expected(
             "SoftLayerInvoiceOverdue",
             (("account", LATE), ("invoice_type", "RECURRING")),
@@ -437,6 +455,8 @@ def test_the_timeline_is_the_story(month: Month) -> None:
     # day 11 05:00, the maximum age day 15 05:00; the payment at 10:07 is polled by b at
     # 10:30 and by a at 11:00.
     assert timeline == {
+        # failing's card is declined day 14 09:00 (cut 05:00 plus four hours), polled at once.
+        ("SoftLayerInvoicePaymentFailed", FAILING): (at(14, 9, 15), at(21, 10)),
         ("SoftLayerInvoiceOverdue", LATE): (at(11, 5, 45), at(24, 12)),
         ("SoftLayerAccountBalanceHigh", LATE): (at(11, 6, 15), at(24, 12)),
         ("SoftLayerPendingInvoiceTooOld", LATE): (at(15, 6, 15), at(24, 12)),
