@@ -95,11 +95,14 @@ class Poller:
         return self._accounts
 
     def client(self, account: str) -> SoftLayerClient:
-        """Return the API client polling ``account`` (its page sizes, caps and rate)."""
-        for poller in self._ensure_started():
+        """Return the API client polling ``account`` (its page sizes, caps and rate).
+
+        Raises KeyError before the first poll (the clients are built with the session).
+        """
+        for poller in self._accounts:
             if poller.account.name == account:
                 return poller.client
-        raise KeyError(f"no account {account!r}")
+        raise KeyError(f"no client for account {account!r} (polled yet?)")
 
     async def poll_once(self) -> bool:
         """Poll every account once, concurrently, and publish; True if every source is up."""

@@ -9,6 +9,7 @@ from datetime import timedelta, timezone
 from decimal import Decimal
 
 import aiohttp
+import pytest
 import structlog
 
 from exporter.api_stats import ApiStats
@@ -21,6 +22,7 @@ from tests.client.conftest import (
     assert_matches_truth,
     make_config,
     pages,
+    with_accounts,
 )
 
 CENTRAL = timezone(timedelta(hours=-6))
@@ -382,3 +384,53 @@ async def test_undocumented_codes_are_served_under_their_own_code_and_logged_onc
     assert window is not None
     if older.created >= window.since:
         assert window.counts[("SURPRISE", older.status_code)] == 1
+
+
+@pytest.mark.parametrize(
+    ("off", "methods"),
+    [
+        ({Source.INVOICES}, {GET_OBJECT, GET_ITEMS}),
+        ({Source.NEXT_INVOICE_ITEMS}, {GET_OBJECT, GET_INVOICES}),
+        (
+            {Source.LATEST_RECURRING_INVOICE, Source.PENDING_INVOICE},
+            {GET_OBJECT, GET_INVOICES, GET_ITEMS},
+        ),
+        # Only the invoice window: no account object at all.
+        (set(Source) - {Source.INVOICES}, {GET_INVOICES}),
+        # The items' forecast and change checks still need the account's next-invoice totals:
+        # getObject is asked for them, the account source itself is not published.
+        (set(Source) - {Source.NEXT_INVOICE_ITEMS}, {GET_OBJECT, GET_ITEMS}),
+    ],
+)
+async def test_switched_off_sources_are_never_requested(
+    sim: SimulatorServer,
+    scenario: Scenario,
+    make_poller: PollerFactory,
+    off: set[Source],
+    methods: set[str],
+) -> None:
+    """sources: {x: false}: x's calls are never made, its series are absent (no data, no
+    source status), and the sources left on are served exactly as usual."""
+    config = with_accounts(make_config(sim, scenario), "acct0")
+    account = replace(config.accounts[0], sources=frozenset(Source) - off)
+    poller = make_poller(replace(config, accounts=(account,)))
+    acct = scenario.accounts[0]
+    for _ in range(2):  # the first poll walks, the second checks: neither asks for x
+        sim.reset_stats()
+        assert await poller.poll_once()
+        assert set(sim.stats.requests) == methods
+    snapshot = poller.state.accounts["acct0"]
+    assert set(snapshot.sources) == set(Source) - off
+    fields = {
+        Source.ACCOUNT: snapshot.summary,
+        Source.LATEST_RECURRING_INVOICE: snapshot.latest_recurring_invoice,
+        Source.PENDING_INVOICE: snapshot.pending_invoice,
+        Source.INVOICES: snapshot.invoices,
+        Source.NEXT_INVOICE_ITEMS: snapshot.next_invoice,
+    }
+    assert {source for source, data in fields.items() if data is None} == off
+    truth = scenario.truth(acct.id)
+    if snapshot.next_invoice is not None:
+        assert snapshot.next_invoice.item_count == truth.next_invoice_item_count
+    if snapshot.summary is not None:
+        assert snapshot.summary.next_invoice_pre_tax_usd == truth.next_invoice_pre_tax
