@@ -79,6 +79,7 @@ __all__ = [
     "PollContext",
     "SourceFetcher",
     "failed",
+    "invoice_filter",
 ]
 
 ACCOUNT_SERVICE: Final = "SoftLayer_Account"
@@ -367,7 +368,7 @@ class InvoiceWindowSource:
             Source.INVOICES,
             method="getInvoices",
             mask=WINDOW_INVOICE_MASK,
-            object_filter=_invoice_filter(since),
+            object_filter=invoice_filter(since),
             consume=consume,
         )
         return ledger
@@ -381,7 +382,7 @@ class InvoiceWindowSource:
         last = ledger.last_id
         # No invoice seen yet: "new" is whatever the (so far empty) window holds now.
         newer = (
-            _invoice_filter(since)
+            invoice_filter(since)
             if last is None
             else {"invoices": {"id": {"operation": f"> {last}"}}}
         )
@@ -427,7 +428,7 @@ async def _all(requests: Sequence[Awaitable[_T]]) -> list[_T]:
     return results
 
 
-def _invoice_filter(since: datetime) -> dict[str, Any]:
+def invoice_filter(since: datetime) -> dict[str, Any]:
     """``getInvoices`` filter: created after ``since`` minus a day, ordered by id."""
     start = (since - _FILTER_MARGIN).astimezone(UTC)
     return {
