@@ -20,8 +20,10 @@ from typing import Any
 
 from benchmarks.harness import ChildProcess, run_json_child
 from benchmarks.polling import (
+    budget_table,
     isolation_table,
     polling_targets,
+    run_budget,
     run_isolation,
     run_steady,
     steady_table,
@@ -108,7 +110,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--categories", type=int, default=200, help="categories per account")
     parser.add_argument(
         "--skip",
-        choices=["refresh", "scaling", "scrape", "steady", "isolation"],
+        choices=["refresh", "scaling", "scrape", "steady", "isolation", "budget"],
         action="append",
         default=[],
         help="leave out one part (repeatable)",
@@ -140,6 +142,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.steady_sizes = [1000]
         args.steady_interval = 60.0
         args.isolation_seconds = 3.0
+        args.skip.append("budget")
         args.scrapes = 10
         args.invoice_months = 24
     if args.headline_latency not in args.latencies:
@@ -505,6 +508,10 @@ def main(argv: list[str] | None = None) -> int:
     if "isolation" not in args.skip:
         _log("isolation: a healthy account next to a hanging one and an absurd total")
         isolation = run_isolation(args.isolation_seconds)
+    budget: dict[str, Any] = {}
+    if "budget" not in args.skip:
+        _log("budget: the first walk next to another tool on the same account")
+        budget = run_budget(20_000, args.headline_latency, 20.0)
     print(
         "# softlayer-billing-exporter benchmarks "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
@@ -534,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     if isolation:
         print("\n## Isolation: polls completed side by side\n")
         print(isolation_table(isolation))
+    if budget:
+        print("\n## Request budget shared with another tool\n")
+        print(budget_table(budget))
     goals = targets(records, scrapes, args)
     if steady or isolation:
         goals += polling_targets(steady, isolation)
@@ -555,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
                     "scrape": [asdict(s) for s in scrapes],
                     "steady": steady,
                     "isolation": isolation,
+                    "budget": budget,
                     "targets": [{**asdict(t), "verdict": t.verdict} for t in goals],
                 },
                 indent=2,

@@ -1,8 +1,8 @@
-"""The driver's side of the polling benchmarks: steady-state requests and schedule isolation.
+"""The driver's side of the polling benchmarks: steady state, isolation, a shared budget.
 
 Each measurement runs in its own process (:mod:`benchmarks.steady` per account size,
-:mod:`benchmarks.isolation` once); this module turns their JSON lines into the printed tables
-and targets.
+:mod:`benchmarks.isolation` and :mod:`benchmarks.budget` once); this module turns their JSON
+lines into the printed tables and targets.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from benchmarks.report import Target, markdown_table
 
 __all__ = [
     "UNCHANGED_POLL_TARGET",
+    "budget_table",
     "isolation_table",
     "polling_targets",
+    "run_budget",
     "run_isolation",
     "run_steady",
     "steady_table",
@@ -62,7 +64,7 @@ def steady_table(records: list[dict[str, Any]]) -> str:
     return markdown_table(
         ["items", "first walk", "unchanged poll", "next hour (accrual)", "after a change",
          f"per day ({polls} polls)", "before: per poll", "before: per day", "per day before/now",
-         "peak RSS", "served vs truth"],
+         "process peak RSS (simulator in it)", "served vs truth"],
         rows,
     )  # fmt: skip
 
@@ -117,3 +119,39 @@ def polling_targets(steady: list[dict[str, Any]], isolation: dict[str, Any]) -> 
         result.append(Target("healthy account's polls while others hang", "-", "not measured",
                              None, "-"))  # fmt: skip
     return result
+
+
+def run_budget(items: int, latency: float, neighbour_rate: float) -> dict[str, Any]:
+    """The first walk alone and next to another tool using the same account's budget."""
+    argv = [
+        "--items", str(items), "--latency", str(latency),
+        "--neighbour-rate", str(neighbour_rate),
+    ]  # fmt: skip
+    try:
+        result, _, _ = run_json_child("benchmarks.budget", argv)
+    except RuntimeError as error:
+        return {"error": str(error)}
+    return result
+
+
+def budget_table(result: dict[str, Any]) -> str:
+    """Walk time and rejections on both sides, per setting."""
+    if "runs" not in result:
+        return f"not measured: {result.get('error')}"
+    rows = [
+        [
+            r["setting"], f"{r['wall_seconds']:.2f}", str(r["exporter_rejected"]),
+            f"{r['exporter_final_rate']:.1f}", str(r["neighbour_sent"]),
+            str(r["neighbour_rejected"]),
+        ]
+        for r in result["runs"]
+    ]  # fmt: skip
+    header = (
+        f"{result['items']:,} items, {result['latency'] * 1000:.0f} ms per request, "
+        f"SoftLayer's 50 requests/s, a neighbour tool sending {result['neighbour_rate']:g}/s\n\n"
+    )
+    return header + markdown_table(
+        ["exporter", "first walk s", "exporter rejected", "its rate after (req/s)",
+         "neighbour requests", "neighbour rejected"],
+        rows,
+    )  # fmt: skip

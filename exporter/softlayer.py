@@ -225,8 +225,9 @@ class SoftLayerClient:
     """The SoftLayer API as seen by one account.
 
     ``session`` is shared by all accounts and owned by the caller. Concurrency
-    (``max_concurrent_requests``) and the rate budget (``max_requests_per_second``) are
-    per account.
+    (``max_concurrent_requests``) and the request rate are per account; the rate adapts
+    below ``max_requests_per_second`` (:class:`~exporter.ratelimit.AdaptiveRate`, halved
+    on each ``RateLimitExceeded``).
     """
 
     def __init__(
