@@ -605,10 +605,12 @@ async def _check_panels_count_once(stack: Stack, balance: float) -> None:
     keys = [(r["metric"]["account"], r["metric"]["category"]) for r in categories]
     assert keys, "no categories on the next invoice"
     assert len(keys) == len(set(keys)), "a category listed once per exporter"
-    # One exporter's own total is what the dashboard's total must be.
+    # One exporter's own total is what the dashboard's total must be. Which one: the two
+    # project to the cycle's end from their own poll's moment, so they differ by a few
+    # seconds of hourly accrual, and the panel shows the larger.
     raw = await stack.query(
         f'sum by (instance) (softlayer_next_invoice_projected_pre_tax_usd{{job="{JOB}"}})'
     )
     assert len(raw) == len(EXPORTERS)
     (projected,) = await stack.panel("All accounts", "C")
-    assert float(projected["value"][1]) == float(raw[0]["value"][1])
+    assert float(projected["value"][1]) in {float(r["value"][1]) for r in raw}
