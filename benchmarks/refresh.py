@@ -1,4 +1,7 @@
-"""One contender's full refresh in a fresh process: ``python -m benchmarks.refresh ours|baseline``.
+"""One contender's full refresh in a fresh process: ``python -m benchmarks.refresh CONTENDER``.
+
+Contenders: ``ours`` (the exporter with ``--rate`` and ``--concurrency``: tuned), ``default``
+(the exporter with the shipped defaults for both), ``baseline`` (the official client).
 
 Prints one ``@bench`` JSON line: wall and CPU time of the refresh itself, the process's peak
 RSS (``ru_maxrss``, interpreter and imports included, as an operator would see it), the RSS
@@ -13,6 +16,7 @@ import asyncio
 import json
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -29,7 +33,7 @@ def poller_request(lookback_days: float) -> Request:
     The baseline's process gets them as JSON instead of importing the exporter, whose
     modules (aiohttp among them) would count in its RSS.
     """
-    from exporter.poller import invoice_filter  # noqa: PLC0415  in the driver only
+    from exporter.sources import invoice_filter  # noqa: PLC0415  in the driver only
     from exporter.wire import ACCOUNT_MASK, NEXT_INVOICE_ITEM_MASK, WINDOW_INVOICE_MASK  # noqa: PLC0415
 
     since = time.time() - lookback_days * 86400.0
@@ -68,7 +72,7 @@ def _run_baseline(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def _run_ours(args: argparse.Namespace) -> dict[str, Any]:
+async def _run_ours(args: argparse.Namespace, *, tuned: bool) -> dict[str, Any]:
     from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, Secret  # noqa: PLC0415
     from exporter.poller import Poller  # noqa: PLC0415
     from exporter.snapshot import ExporterState  # noqa: PLC0415
@@ -86,12 +90,16 @@ async def _run_ours(args: argparse.Namespace) -> dict[str, Any]:
             ),
         ),
         request_timeout_seconds=120.0,
-        max_requests_per_second=args.rate,
-        max_concurrent_requests=args.concurrency,
         page_size=args.page_size,
         invoice_lookback_seconds=args.lookback_days * 86400.0,
         top_categories=args.top_categories,
     )
+    if tuned:
+        config = replace(
+            config,
+            max_requests_per_second=args.rate,
+            max_concurrent_requests=args.concurrency,
+        )
     state = ExporterState(("bench",))
     poller = Poller(config, state)
     try:
@@ -126,7 +134,7 @@ async def _run_ours(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run one refresh and report it; exit 1 if the contender reported a failed refresh."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.refresh")
-    parser.add_argument("contender", choices=["ours", "baseline"])
+    parser.add_argument("contender", choices=["ours", "default", "baseline"])
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--username", required=True)
     parser.add_argument("--api-key", required=True)
@@ -148,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         import exporter.poller  # noqa: F401, PLC0415
     idle = self_usage()
     started = time.monotonic()
-    result = _run_baseline(args) if args.contender == "baseline" else asyncio.run(_run_ours(args))
+    if args.contender == "baseline":
+        result = _run_baseline(args)
+    else:
+        result = asyncio.run(_run_ours(args, tuned=args.contender == "ours"))
     wall = time.monotonic() - started
     done = self_usage()
     result.update(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import decimal
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -51,14 +51,21 @@ from exporter.snapshot import (
 )
 
 __all__ = [
+    "ACCOUNT_FIELDS",
     "ACCOUNT_MASK",
     "AMOUNT_PLACES",
+    "FINAL_STATUSES",
     "INVOICE_FIELDS",
     "NEXT_INVOICE_ITEM_MASK",
+    "RECURRING_TOTAL_MASK",
     "WINDOW_INVOICE_MASK",
     "CategoryAggregator",
     "DecodeError",
     "InvoiceWindowAggregator",
+    "WindowInvoice",
+    "account_mask",
+    "accrue_categories",
+    "fold_categories",
     "parse_account_summary",
     "parse_billing_cycle",
     "parse_bool",
@@ -68,6 +75,9 @@ __all__ = [
     "parse_invoice",
     "parse_latest_recurring_invoice",
     "parse_pending_invoice",
+    "parse_recurring_total",
+    "parse_window_invoice",
+    "parse_window_invoices",
     "project_breakdown",
 ]
 
@@ -82,15 +92,30 @@ INVOICE_FIELDS: Final = (
 #: ``datatypes/billing.go``: ``lastBillDate`` "the date on which an account was last
 #: billed", ``nextBillDate`` "the date on which an account will be billed next").
 BILLING_INFO_FIELDS: Final = "anniversaryDayOfMonth,lastBillDate,nextBillDate"
-#: One ``SoftLayer_Account::getObject`` feeds three sources: account, latest recurring
-#: invoice and pending invoice (see docs/metrics.md, "Sources").
-ACCOUNT_MASK: Final = (
-    "mask[id,companyName,balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,"
+#: ``getObject`` properties behind :class:`AccountSummary`.
+ACCOUNT_FIELDS: Final = (
+    "id,companyName,balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,"
     "nextInvoiceTotalOneTimeAmount,nextInvoiceTotalOneTimeTaxAmount,"
     "nextInvoiceTotalRecurringTaxAmount,nextInvoiceTopLevelBillingItemCount,"
-    f"billingInfo[{BILLING_INFO_FIELDS}],"
-    f"latestRecurringInvoice[{INVOICE_FIELDS}],pendingInvoice[{INVOICE_FIELDS}]]"
+    f"billingInfo[{BILLING_INFO_FIELDS}]"
 )
+
+
+def account_mask(*, summary: bool = True, latest: bool = True, pending: bool = True) -> str:
+    """Build the ``getObject`` mask of the parts asked for: summary, latest, pending invoice."""
+    parts = [ACCOUNT_FIELDS] if summary else []
+    if latest:
+        parts.append(f"latestRecurringInvoice[{INVOICE_FIELDS}]")
+    if pending:
+        parts.append(f"pendingInvoice[{INVOICE_FIELDS}]")
+    return f"mask[{','.join(parts)}]"
+
+
+#: One ``SoftLayer_Account::getObject`` feeds three sources: account, latest recurring
+#: invoice and pending invoice (see docs/metrics.md, "Sources").
+ACCOUNT_MASK: Final = account_mask()
+#: Only the next invoice's recurring total: re-read after an item walk (exporter.steady).
+RECURRING_TOTAL_MASK: Final = "mask[nextInvoiceTotalRecurringAmount]"
 #: ``getInvoices`` inside the look-back window: only what the per-type/status sums and the
 #: last payment failure need.
 WINDOW_INVOICE_MASK: Final = "mask[id,typeCode,statusCode,createDate,closedDate,invoiceTotalAmount]"
@@ -345,6 +370,13 @@ def parse_account_summary(value: Any) -> AccountSummary:
     )
 
 
+def parse_recurring_total(value: Any) -> Decimal:
+    """Parse ``nextInvoiceTotalRecurringAmount`` (getObject with RECURRING_TOTAL_MASK)."""
+    obj = _object(value, "account")
+    key = "nextInvoiceTotalRecurringAmount"
+    return parse_decimal(_field(obj, key, "account"), f"account.{key}")
+
+
 def parse_latest_recurring_invoice(value: Any) -> InvoiceSummary | None:
     """Parse the latest RECURRING invoice; ``None`` for an account that never had one."""
     obj = _object(value, "account")
@@ -480,37 +512,15 @@ class CategoryAggregator:
                 totals.monthly += 1
         return sum(fresh)
 
-    def result(self, top_n: int) -> NextInvoiceBreakdown:
-        """Return the ``top_n`` categories by amount, the rest folded into ``other``.
+    def totals(self) -> tuple[CategoryTotals, ...]:
+        """Return every category's totals, none folded, ordered by code."""
+        return tuple(
+            self._totals(code, self._categories[code]) for code in sorted(self._categories)
+        )
 
-        A category whose own code is ``other`` always goes into the folded bucket, so the
-        label cannot appear twice.
-        """
-        ranked = sorted(
-            (code for code in self._categories if code != OTHER_CATEGORY),
-            key=lambda code: (-self._categories[code].amount, code),
-        )
-        kept = ranked[: max(0, top_n)]
-        folded = [code for code in self._categories if code not in kept]
-        categories = [self._totals(code, self._categories[code]) for code in kept]
-        if folded:
-            parts = [self._categories[code] for code in folded]
-            categories.append(
-                CategoryTotals(
-                    code=OTHER_CATEGORY,
-                    name=OTHER_CATEGORY,
-                    amount_usd=_sum(*(part.amount for part in parts)),
-                    hourly_items=sum(part.hourly for part in parts),
-                    monthly_items=sum(part.monthly for part in parts),
-                    hourly_usd=_sum(*(part.hourly_amount for part in parts)),
-                    hourly_rate_usd=_sum(*(part.hourly_rate for part in parts)),
-                )
-            )
-        return NextInvoiceBreakdown(
-            categories=tuple(categories),
-            folded_categories=len(folded),
-            item_count=self.item_count,
-        )
+    def result(self, top_n: int) -> NextInvoiceBreakdown:
+        """Return the ``top_n`` categories by amount, the rest folded (see fold_categories)."""
+        return fold_categories(self.totals(), top_n, self.item_count)
 
     @staticmethod
     def _totals(code: str, totals: _Category) -> CategoryTotals:
@@ -523,6 +533,64 @@ class CategoryAggregator:
             hourly_usd=totals.hourly_amount,
             hourly_rate_usd=totals.hourly_rate,
         )
+
+
+def fold_categories(
+    categories: Iterable[CategoryTotals], top_n: int, item_count: int
+) -> NextInvoiceBreakdown:
+    """Keep the ``top_n`` categories by amount, fold the rest into ``other``.
+
+    A category whose own code is ``other`` always goes into the folded bucket, so the label
+    cannot appear twice.
+    """
+    by_code = {c.code: c for c in categories}
+    ranked = sorted(
+        (code for code in by_code if code != OTHER_CATEGORY),
+        key=lambda code: (-by_code[code].amount_usd, code),
+    )
+    kept = ranked[: max(0, top_n)]
+    folded = [c for code, c in by_code.items() if code not in kept]
+    result = [by_code[code] for code in kept]
+    if folded:
+        result.append(
+            CategoryTotals(
+                code=OTHER_CATEGORY,
+                name=OTHER_CATEGORY,
+                amount_usd=_sum(*(part.amount_usd for part in folded)),
+                hourly_items=sum(part.hourly_items for part in folded),
+                monthly_items=sum(part.monthly_items for part in folded),
+                hourly_usd=_sum(*(part.hourly_usd for part in folded)),
+                hourly_rate_usd=_sum(*(part.hourly_rate_usd for part in folded)),
+            )
+        )
+    return NextInvoiceBreakdown(
+        categories=tuple(result), folded_categories=len(folded), item_count=item_count
+    )
+
+
+def accrue_categories(
+    categories: Iterable[CategoryTotals], hours: int
+) -> tuple[CategoryTotals, ...]:
+    """Add ``hours`` hours of hourly accrual to every category, at its effective hourly rate.
+
+    Every running hourly item accrues the same hours, so a category's month-to-date amount
+    grows by its summed effective rate per hour (softlayer-api.md section 8 item 1: amount =
+    rate x ``hoursUsed``, children included). Exact as long as the items and their prices are
+    those the rates were taken from; :mod:`exporter.steady` checks that before using it.
+    """
+    accrued = []
+    for c in categories:
+        extra = _round(_SUM.multiply(c.hourly_rate_usd, hours)) if hours else Decimal(0)
+        accrued.append(
+            c
+            if not extra
+            else replace(
+                c,
+                amount_usd=_SUM.add(c.amount_usd, extra),
+                hourly_usd=_SUM.add(c.hourly_usd, extra),
+            )
+        )
+    return tuple(accrued)
 
 
 def project_breakdown(
@@ -573,6 +641,51 @@ class _CodeBounds:
         return shaped
 
 
+#: Invoice statuses after which SoftLayer documents no further change: paid, or closed
+#: unpaid (softlayer-api.md section 8 item 4).
+FINAL_STATUSES: Final = frozenset({"CLOSED", "CLOSED_FAILED"})
+
+
+@dataclass(frozen=True, slots=True)
+class WindowInvoice:
+    """The fields of one invoice the look-back window counts (:data:`WINDOW_INVOICE_MASK`)."""
+
+    invoice_id: int
+    type_code: str
+    status_code: str
+    created: datetime
+    closed: datetime | None
+    total_usd: Decimal
+
+    @property
+    def final(self) -> bool:
+        """Whether the invoice is closed, so that nothing about it changes any more."""
+        return self.status_code in FINAL_STATUSES
+
+
+def parse_window_invoice(value: Any, where: str) -> WindowInvoice:
+    """Parse one Billing_Invoice fetched with :data:`WINDOW_INVOICE_MASK`."""
+    invoice = _object(value, where)
+    return WindowInvoice(
+        invoice_id=parse_int(_field(invoice, "id", where), f"{where}.id"),
+        type_code=parse_str(_field(invoice, "typeCode", where), f"{where}.typeCode"),
+        status_code=parse_str(_field(invoice, "statusCode", where), f"{where}.statusCode"),
+        created=parse_datetime(_field(invoice, "createDate", where), f"{where}.createDate"),
+        closed=_optional_datetime(invoice.get("closedDate"), f"{where}.closedDate"),
+        total_usd=parse_decimal(
+            _field(invoice, "invoiceTotalAmount", where), f"{where}.invoiceTotalAmount"
+        ),
+    )
+
+
+def parse_window_invoices(page: Any, path: str = "invoices") -> list[WindowInvoice]:
+    """Parse a page of Billing_Invoice objects (see :func:`parse_window_invoice`)."""
+    return [
+        parse_window_invoice(raw, f"{path}[{index}]")
+        for index, raw in enumerate(_page_list(page, path))
+    ]
+
+
 class InvoiceWindowAggregator:
     """Counts and sums of invoices created since ``since``, per (type, status).
 
@@ -607,27 +720,19 @@ class InvoiceWindowAggregator:
         Returns how many of its invoices were new (not on an earlier page), counting those
         older than the window too, so that the caller can compare with the list's total.
         """
-        parsed: list[tuple[int, str, str, datetime, datetime | None, Decimal]] = []
-        for index, raw in enumerate(_page_list(page, path)):
-            where = f"{path}[{index}]"
-            invoice = _object(raw, where)
-            invoice_id = parse_int(_field(invoice, "id", where), f"{where}.id")
-            type_code = parse_str(_field(invoice, "typeCode", where), f"{where}.typeCode")
-            status = parse_str(_field(invoice, "statusCode", where), f"{where}.statusCode")
-            created = parse_datetime(_field(invoice, "createDate", where), f"{where}.createDate")
-            closed = _optional_datetime(invoice.get("closedDate"), f"{where}.closedDate")
-            amount = parse_decimal(
-                _field(invoice, "invoiceTotalAmount", where), f"{where}.invoiceTotalAmount"
-            )
-            parsed.append((invoice_id, type_code, status, created, closed, amount))
-        fresh = _add_new(self._seen, [invoice[0] for invoice in parsed])
-        for (_, type_code, status, created, closed, amount), new in zip(parsed, fresh, strict=True):
-            if not new or created < self.since:
+        return self.add(parse_window_invoices(page, path))
+
+    def add(self, invoices: list[WindowInvoice]) -> int:
+        """Fold parsed invoices into the window; returns how many were new (see add_page)."""
+        fresh = _add_new(self._seen, [invoice.invoice_id for invoice in invoices])
+        for invoice, new in zip(invoices, fresh, strict=True):
+            if not new or invoice.created < self.since:
                 continue
-            key = (self._types.label(type_code), self._statuses.label(status))
+            key = (self._types.label(invoice.type_code), self._statuses.label(invoice.status_code))
             self._counts[key] = self._counts.get(key, 0) + 1
-            self._amounts[key] = _SUM.add(self._amounts.get(key, Decimal(0)), amount)
-            if status == "CLOSED_FAILED" and closed is not None:
+            self._amounts[key] = _SUM.add(self._amounts.get(key, Decimal(0)), invoice.total_usd)
+            closed = invoice.closed
+            if invoice.status_code == "CLOSED_FAILED" and closed is not None:
                 self._last_failure = max(closed, self._last_failure or closed)
         return sum(fresh)
 
