@@ -3,8 +3,10 @@
 Synchronous, one request at a time, ``client.call(..., iter=True, limit=<page size>)`` for the
 paged lists (which returns the whole list), then the same aggregation our exporter publishes:
 per-category totals of the next invoice (folded to the top N) and invoice counts and amounts
-per (type, status) inside the look-back window. The masks and the filter match what our poller
-sends, so both sides ask for the same data with the same page size.
+per (type, status) inside the look-back window. The masks and the invoice filter are our
+poller's own, passed in as a :class:`Request` that the driver builds
+(:func:`benchmarks.refresh.poller_request`), so both sides ask for the same data with the same
+page size while this process imports nothing of ours: its memory is the official client's.
 
 The only addition to plain client usage is a retry on the API's rate-limit fault; without it
 the baseline aborts on the first ``RateLimitExceeded`` at low latencies, which would make the
@@ -16,29 +18,24 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 import SoftLayer  # type: ignore[import-untyped]
 from SoftLayer import transports
 
-__all__ = ["BaselineResult", "refresh"]
+__all__ = ["BaselineResult", "Request", "refresh"]
 
-# The exact masks our poller sends (exporter/wire.py), so both sides fetch the same bytes.
-_INVOICE_FIELDS = (
-    "id,typeCode,statusCode,createDate,closedDate,invoiceTotalAmount,invoiceTotalPreTaxAmount,"
-    "invoiceTotalRecurringAmount,invoiceTotalOneTimeAmount,invoiceTotalOneTimeTaxAmount,"
-    "invoiceTotalRecurringTaxAmount,payment,itemCount"
-)
-ACCOUNT_MASK = (
-    "mask[id,companyName,balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,"
-    "nextInvoiceTotalOneTimeAmount,nextInvoiceTotalOneTimeTaxAmount,"
-    "nextInvoiceTotalRecurringTaxAmount,nextInvoiceTopLevelBillingItemCount,"
-    f"latestRecurringInvoice[{_INVOICE_FIELDS}],pendingInvoice[{_INVOICE_FIELDS}]]"
-)
-INVOICE_MASK = "mask[id,typeCode,statusCode,createDate,invoiceTotalAmount]"
-ITEM_MASK = "mask[id,categoryCode,hourlyFlag,nextInvoiceTotalRecurringAmount,category[name]]"
+
+class Request(TypedDict):
+    """What our poller asks for (JSON from the driver): masks, and the window's filter."""
+
+    since: float
+    account_mask: str
+    invoice_mask: str
+    invoice_filter: dict[str, Any]
+    item_mask: str
 
 
 class RateLimitRetry:
@@ -82,28 +79,13 @@ def _money(value: Any) -> Decimal:
 ORDER_BY_ID = {"operation": "orderBy", "options": [{"name": "sort", "value": ["ASC"]}]}
 
 
-def _invoice_filter(since: datetime) -> dict[str, Any]:
-    """The poller's filter: created after ``since`` minus a day (the API's date filter is
-    coarse and zone-dependent, so both cut exactly on the client side), ordered by id."""
-    start = since - timedelta(days=1)
-    return {
-        "invoices": {
-            "createDate": {
-                "operation": "greaterThanDate",
-                "options": [{"name": "date", "value": [start.strftime("%m/%d/%Y %H:%M:%S")]}],
-            },
-            "id": ORDER_BY_ID,
-        }
-    }
-
-
 def refresh(
     endpoint: str,
     username: str,
     api_key: str,
     *,
     page_size: int,
-    lookback_seconds: float,
+    request: Request,
     top_categories: int,
     timeout: float = 120.0,
 ) -> BaselineResult:
@@ -115,18 +97,17 @@ def refresh(
     result = BaselineResult()
 
     # One getObject feeds account totals, the latest recurring and the pending invoice.
-    client.call("Account", "getObject", mask=ACCOUNT_MASK)
+    client.call("Account", "getObject", mask=request["account_mask"])
 
-    now = time.time()
-    result.since = now - lookback_seconds
+    result.since = request["since"]
     since = datetime.fromtimestamp(result.since, tz=UTC)
     invoices = client.call(
         "Account",
         "getInvoices",
         iter=True,
         limit=page_size,
-        mask=INVOICE_MASK,
-        filter=_invoice_filter(since),
+        mask=request["invoice_mask"],
+        filter=request["invoice_filter"],
     )
     for invoice in invoices:
         created = datetime.fromisoformat(invoice["createDate"])
@@ -141,7 +122,7 @@ def refresh(
         "getNextInvoiceTopLevelBillingItems",
         iter=True,
         limit=page_size,
-        mask=ITEM_MASK,
+        mask=request["item_mask"],
         filter={"nextInvoiceTopLevelBillingItems": {"id": ORDER_BY_ID}},
     )
     amounts: dict[str, Decimal] = defaultdict(Decimal)

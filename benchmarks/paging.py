@@ -26,8 +26,9 @@ import aiohttp
 
 from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, Secret
+from exporter.errors import ErrorReason
 from exporter.simulator import AccountSpec, Scenario, SimulatorServer
-from exporter.softlayer import ErrorReason, SoftLayerClient, SoftLayerError
+from exporter.softlayer import SoftLayerClient, SoftLayerError
 
 SERVICE = "SoftLayer_Account"
 METHOD = "getNextInvoiceTopLevelBillingItems"

@@ -1,4 +1,7 @@
-"""One contender's full refresh in a fresh process: ``python -m benchmarks.refresh ours|baseline``.
+"""One contender's full refresh in a fresh process: ``python -m benchmarks.refresh CONTENDER``.
+
+Contenders: ``ours`` (the exporter with ``--rate`` and ``--concurrency``: tuned), ``default``
+(the exporter with the shipped defaults for both), ``baseline`` (the official client).
 
 Prints one ``@bench`` JSON line: wall and CPU time of the refresh itself, the process's peak
 RSS (``ru_maxrss``, interpreter and imports included, as an operator would see it), the RSS
@@ -10,13 +13,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.harness import emit, self_usage
+
+if TYPE_CHECKING:
+    from benchmarks.baseline import Request
+
+
+def poller_request(lookback_days: float) -> Request:
+    """The masks and invoice filter our poller sends, for the baseline (run in the driver).
+
+    The baseline's process gets them as JSON instead of importing the exporter, whose
+    modules (aiohttp among them) would count in its RSS.
+    """
+    from exporter.sources import invoice_filter  # noqa: PLC0415  in the driver only
+    from exporter.wire import ACCOUNT_MASK, NEXT_INVOICE_ITEM_MASK, WINDOW_INVOICE_MASK  # noqa: PLC0415
+
+    since = time.time() - lookback_days * 86400.0
+    return {
+        "since": since,
+        "account_mask": ACCOUNT_MASK,
+        "invoice_mask": WINDOW_INVOICE_MASK,
+        "invoice_filter": invoice_filter(datetime.fromtimestamp(since, tz=UTC)),
+        "item_mask": NEXT_INVOICE_ITEM_MASK,
+    }
 
 
 def _run_baseline(args: argparse.Namespace) -> dict[str, Any]:
@@ -27,7 +55,7 @@ def _run_baseline(args: argparse.Namespace) -> dict[str, Any]:
         args.username,
         args.api_key,
         page_size=args.page_size,
-        lookback_seconds=args.lookback_days * 86400.0,
+        request=json.loads(args.request),
         top_categories=args.top_categories,
     )
     categories = result.categories.values()
@@ -45,7 +73,7 @@ def _run_baseline(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def _run_ours(args: argparse.Namespace) -> dict[str, Any]:
+async def _run_ours(args: argparse.Namespace, *, tuned: bool) -> dict[str, Any]:
     from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, Secret  # noqa: PLC0415
     from exporter.poller import Poller  # noqa: PLC0415
     from exporter.snapshot import ExporterState  # noqa: PLC0415
@@ -63,12 +91,16 @@ async def _run_ours(args: argparse.Namespace) -> dict[str, Any]:
             ),
         ),
         request_timeout_seconds=120.0,
-        max_requests_per_second=args.rate,
-        max_concurrent_requests=args.concurrency,
         page_size=args.page_size,
         invoice_lookback_seconds=args.lookback_days * 86400.0,
         top_categories=args.top_categories,
     )
+    if tuned:
+        config = replace(
+            config,
+            max_requests_per_second=args.rate,
+            max_concurrent_requests=args.concurrency,
+        )
     state = ExporterState(("bench",))
     poller = Poller(config, state)
     polls: list[dict[str, Any]] = []
@@ -126,7 +158,7 @@ async def _run_ours(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run one refresh and report it; exit 1 if the contender reported a failed refresh."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.refresh")
-    parser.add_argument("contender", choices=["ours", "baseline"])
+    parser.add_argument("contender", choices=["ours", "default", "baseline"])
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--username", required=True)
     parser.add_argument("--api-key", required=True)
@@ -136,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="ours: max requests per second")
     parser.add_argument("--concurrency", type=int, default=16, help="ours: concurrent requests")
     parser.add_argument("--polls", type=int, default=1, help="ours: polls in one process")
+    parser.add_argument("--request", help="baseline: poller_request(...) as JSON")
     args = parser.parse_args(argv)
+    if args.contender == "baseline" and args.request is None:
+        parser.error("the baseline needs --request (see poller_request)")
 
     # Import each contender's libraries before the clock starts: both pay their import cost
     # in every real deployment once, not per refresh.
@@ -146,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         import exporter.poller  # noqa: F401, PLC0415
     idle = self_usage()
     started = time.monotonic()
-    result = _run_baseline(args) if args.contender == "baseline" else asyncio.run(_run_ours(args))
+    if args.contender == "baseline":
+        result = _run_baseline(args)
+    else:
+        result = asyncio.run(_run_ours(args, tuned=args.contender == "ours"))
     wall = time.monotonic() - started
     done = self_usage()
     result.update(

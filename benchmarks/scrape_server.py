@@ -1,9 +1,11 @@
 """One /metrics server over prebuilt snapshots in its own process.
 
 ``python -m benchmarks.scrape_server ours|alt|cached`` serves on an ephemeral loopback port, prints
-``{"url": ...}`` and runs until stdin closes. ``ours`` is the exporter's own aiohttp app with
-its SnapshotCollector; ``alt`` is the usual exporter: Gauges set once in a registry and
-``prometheus_client.aiohttp.make_aiohttp_handler`` rendering the registry on every scrape;
+``{"url": ...}`` and runs until stdin closes. ``ours`` is the exporter's own aiohttp app and
+listener serving its Exposition (rendered ahead of the scrape); ``alt`` is the usual
+exporter: Gauges set once in a registry and ``prometheus_client.aiohttp.make_aiohttp_handler``
+rendering the registry on every scrape (set from our collector's output once, see
+:mod:`benchmarks.alt_registry`);
 ``cached`` is a reference point: our exposition rendered once and served as bytes.
 Running each in its own process lets the driver charge the server's CPU time to its scrapes.
 """
@@ -26,6 +28,7 @@ from benchmarks.snapshots import build_api_stats, build_config, build_state
 from exporter import metrics, server
 from exporter.api_stats import ApiStats
 from exporter.config import Config
+from exporter.exposition import Exposition
 from exporter.snapshot import ExporterState
 
 
@@ -33,15 +36,15 @@ def _alt_app(state: ExporterState, api_stats: ApiStats, config: Config) -> web.A
     # Our collector emits no ``_created`` series; keep the series sets equal.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     app = web.Application()
-    registry = alt_registry.build_registry(state, api_stats, config)
+    ours = metrics.build_registry(state, api_stats, config, process_metrics=False)
+    registry = alt_registry.mirror(ours.collect())
     app.router.add_get("/metrics", make_aiohttp_handler(registry))
     return app
 
 
 def _ours_app(state: ExporterState, api_stats: ApiStats, config: Config) -> web.Application:
     # Exactly what exporter.cli serves, minus the poller: the snapshots are prebuilt.
-    registry = metrics.build_registry(state, api_stats, config)
-    return server.create_app(state, registry, api_stats=api_stats)
+    return server.create_app(state, Exposition(state, api_stats, config))
 
 
 def _cached_app(state: ExporterState, api_stats: ApiStats, config: Config) -> web.Application:
@@ -78,13 +81,20 @@ async def _serve(args: argparse.Namespace) -> None:
     state = build_state(args.accounts, args.categories)
     api_stats = build_api_stats(args.accounts)
     app = SERVERS[args.server](state, api_stats, config)
-    # No access log on either side: it would dominate the per-scrape cost of both equally.
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    emit({"url": f"http://{host}:{port}/metrics"})
+    if args.server == "ours":
+        # The exporter's own listener: connection guard, request bound, headers included.
+        runner, urls = await server.start_server(app, "127.0.0.1", 0)
+        await app[server.EXPOSITION].refreshed()
+        url = urls[0] + "/metrics"
+    else:
+        # No access log on either side: it would dominate the per-scrape cost of both equally.
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        url = f"http://{host}:{port}/metrics"
+    emit({"url": url})
     loop = asyncio.get_running_loop()
     try:
         while True:

@@ -4,38 +4,56 @@ Flags follow Prometheus conventions (``--web.listen-address``, ``--log.level``).
 0 on a clean shutdown (SIGTERM/SIGINT), with ``--once`` when every source succeeded, or with
 ``--config.check`` when every input is valid; 1 when a ``--once`` poll had failures or the
 server could not start; 2 for invalid flags or configuration, with every problem listed.
+
+Signals while serving: the first SIGTERM or SIGINT starts a clean shutdown; later ones are
+logged and change nothing (the shutdown is already bounded), so the exit code stays 0.
+SIGHUP reloads ``--config.file``: accounts, thresholds and intervals take effect at once,
+the data already served is kept, and a file that does not validate is refused with a log
+line while the running configuration carries on (Prometheus does the same).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import platform
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, TextIO
 
 import structlog
 from prometheus_client import generate_latest
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, load_config
+from exporter.config import Config, ConfigError, load_config, parse_duration
 from exporter.demo import DEMO_POLL_INTERVAL_ENV, demo_poll_interval
+from exporter.exposition import Exposition
 from exporter.logs import LOG_FORMATS, LOG_LEVELS, configure_logging, register_secret
 from exporter.metrics import build_registry
 from exporter.netdiag import proxy_environment
-from exporter.server import DEFAULT_PORT, create_app, parse_listen_address, start_server
-from exporter.snapshot import ExporterState
+from exporter.server import (
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_PORT,
+    HEADER_TIMEOUT_SECONDS,
+    create_app,
+    parse_listen_address,
+    raise_open_files_limit,
+    start_server,
+)
+from exporter.snapshot import AccountSnapshot, ExporterState
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
 if TYPE_CHECKING:
     from exporter.finops.backfill import BackfillOptions
+    from exporter.poller import Poller
 
 __all__ = ["build_parser", "main"]
 
 PROG = "softlayer-billing-exporter"
+#: A longer header timeout protects nothing: an hour is already an open door.
+MAX_HEADER_TIMEOUT_SECONDS = 3600.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 _log = structlog.get_logger()
@@ -72,6 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
         dest="web_config_file",
         metavar="PATH",
         help="exporter-toolkit web config: TLS and bcrypt basic auth",
+    )
+    parser.add_argument(
+        "--web.max-requests",
+        dest="max_requests",
+        type=_non_negative,
+        default=DEFAULT_MAX_REQUESTS,
+        metavar="N",
+        help=f"requests served at once; more get 503 (default {DEFAULT_MAX_REQUESTS}, 0: no limit)",
+    )
+    parser.add_argument(
+        "--web.read-header-timeout",
+        dest="header_timeout",
+        type=_header_timeout,
+        default=HEADER_TIMEOUT_SECONDS,
+        metavar="DURATION",
+        help="close connections that have not sent their request headers (and TLS handshake) "
+        f"within this time (default {HEADER_TIMEOUT_SECONDS:g}s)",
     )
     parser.add_argument("--log.level", dest="log_level", choices=LOG_LEVELS, default="info")
     parser.add_argument(
@@ -123,6 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _non_negative(text: str) -> int:
+    if not text.isdigit() or len(text) > 9:
+        msg = f"must be a whole number from 0 to 999999999, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
+def _header_timeout(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 < seconds <= MAX_HEADER_TIMEOUT_SECONDS:
+        msg = f"must be above 0s and at most {MAX_HEADER_TIMEOUT_SECONDS:g}s, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return seconds
+
+
 class _UsageError(Exception):
     """Invalid flags or configuration: printed, exit 2."""
 
@@ -151,13 +204,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     if backfill is not None:
         return asyncio.run(_backfill(base, backfill, args.backfill_output, demo_interval))
     if demo_interval is not None:
-        return asyncio.run(_demo(base, host, port, web_config, demo_interval, once=args.once))
+        code = asyncio.run(
+            _demo(
+                base,
+                host,
+                port,
+                web_config,
+                demo_interval,
+                once=args.once,
+                max_requests=args.max_requests,
+                header_timeout=args.header_timeout,
+            )
+        )
+        return code if args.once else _exiting(code)
     assert base is not None  # noqa: S101  checked above: no --demo means a config file
-    for account in base.accounts:
-        register_secret(account.auth.api_key.reveal())
+    _register_secrets(base)
     if args.once:
         return asyncio.run(poll_once(base, sys.stdout))
-    return asyncio.run(serve(base, host, port, web_config))
+    path = args.config_file
+    code = asyncio.run(
+        serve(
+            base,
+            host,
+            port,
+            web_config,
+            max_requests=args.max_requests,
+            header_timeout=args.header_timeout,
+            reload=lambda: load_config(path),
+        )
+    )
+    return _exiting(code)
+
+
+def _register_secrets(config: Config) -> None:
+    for account in config.accounts:
+        register_secret(account.auth.api_key.reveal())
+
+
+def _exiting(code: int) -> int:
+    """Keep a late SIGTERM or SIGINT from killing the process while the interpreter exits."""
+    # The event loop's handlers went with the loop; the exit code is decided already.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+    return code
 
 
 def _inputs(args: argparse.Namespace) -> tuple[str | None, int, WebConfig | None, Config | None]:
@@ -215,6 +304,7 @@ async def _backfill(
 
     if demo_interval is None:
         assert base is not None  # noqa: S101  no --demo means a config file
+        _register_secrets(base)
         return await backfill_command(base, options, output, sys.stdout)
     from exporter.demo import demo_simulator  # noqa: PLC0415
 
@@ -241,6 +331,8 @@ async def _demo(
     poll_interval: float,
     *,
     once: bool,
+    max_requests: int,
+    header_timeout: float,
 ) -> int:
     """Serve (or poll once) against the embedded simulator."""
     # Imported here: the simulator only loads for --demo.
@@ -249,7 +341,15 @@ async def _demo(
     async with demo_simulator(base, poll_interval) as run:
         if once:
             return await poll_once(run.config, sys.stdout)
-        return await serve(run.config, host, port, web_config, banner=run.banner)
+        return await serve(
+            run.config,
+            host,
+            port,
+            web_config,
+            banner=run.banner,
+            max_requests=max_requests,
+            header_timeout=header_timeout,
+        )
 
 
 async def poll_once(config: Config, out: TextIO) -> int:
@@ -275,45 +375,174 @@ async def serve(
     web_config: WebConfig | None,
     *,
     banner: list[str] | None = None,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
+    header_timeout: float = HEADER_TIMEOUT_SECONDS,
+    reload: Callable[[], Config] | None = None,
 ) -> int:
-    """Serve until SIGTERM or SIGINT, polling in the background; 0 on a clean shutdown."""
+    """Serve until SIGTERM or SIGINT, polling in the background; 0 on a clean shutdown.
+
+    ``reload`` reads the configuration again on SIGHUP (None: SIGHUP is logged, no more).
+    """
     from exporter.poller import Poller  # noqa: PLC0415  keeps --help and config errors fast
 
+    before, after = raise_open_files_limit()
+    if after != before:
+        _log.info("open_files_limit_raised", soft_before=before, soft_after=after)
     state = ExporterState(tuple(a.name for a in config.accounts))
-    poller = Poller(config, state)
-    registry = build_registry(state, poller.api_stats, config)
-    app = create_app(state, registry, poller=poller, web_config=web_config)
+    poller = _Reloadable(Poller(config, state))
+    exposition = Exposition(state, poller.current.api_stats, config)
+    app = create_app(
+        state, exposition, poller=poller, web_config=web_config, max_requests=max_requests
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    reloads: list[asyncio.Task[None]] = []
+
+    def on_stop_signal(signum: signal.Signals) -> None:
+        if stop.is_set():
+            _log.warning("signal_during_shutdown", signal=signum.name, hint="already stopping")
+        stop.set()
+
+    def on_hangup() -> None:
+        if reload is None:
+            _log.warning("reload_unavailable", reason="no --config.file to read again")
+        elif reloads and not reloads[-1].done():
+            _log.warning("reload_in_progress", hint="send SIGHUP again once it has finished")
+        elif not stop.is_set():
+            reloads.append(asyncio.create_task(_reload(reload, state, exposition, poller)))
+
+    # Installed for as long as the loop runs, shutdown included: a second SIGTERM while
+    # stopping must not fall back to the default action (death by signal, exit -15).
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_stop_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
-        try:
-            runner, urls = await start_server(app, host, port, web_config)
-        except OSError as exc:
-            _log.error("listen_failed", address=f"{host or ''}:{port}", error=str(exc))
-            return EXIT_FAILED
-        _log.info(
-            "listening",
-            version=__version__,
-            python=platform.python_version(),
-            listen_address=f"{host or ''}:{port}",
-            urls=urls,
-            accounts=[a.name for a in config.accounts],
-            poll_interval_seconds=config.poll_interval_seconds,
-            **proxy_environment(),
+        runner, urls = await start_server(
+            app, host, port, web_config, header_timeout=header_timeout
         )
-        if banner is not None:
-            print_banner(banner, urls)
-        await stop.wait()
-        _log.info("shutting_down")
-        # Stops accepting, then runs cleanup_ctx: the poll is cancelled, the session closed.
-        await runner.cleanup()
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(RuntimeError):
-                loop.remove_signal_handler(signum)
+    except OSError as exc:
+        _log.error("listen_failed", address=f"{host or ''}:{port}", error=str(exc))
+        return EXIT_FAILED
+    _log.info(
+        "listening",
+        version=__version__,
+        python=platform.python_version(),
+        listen_address=f"{host or ''}:{port}",
+        urls=urls,
+        accounts=[a.name for a in config.accounts],
+        poll_interval_seconds=config.poll_interval_seconds,
+        **proxy_environment(),
+    )
+    if banner is not None:
+        print_banner(banner, urls)
+    await stop.wait()
+    _log.info("shutting_down")
+    for task in reloads:
+        task.cancel()
+    # Stops accepting, then runs cleanup_ctx: the poll is cancelled, the session closed.
+    await runner.cleanup()
     return EXIT_OK
+
+
+async def _reload(
+    load: Callable[[], Config],
+    state: ExporterState,
+    exposition: Exposition,
+    poller: _Reloadable,
+) -> None:
+    """Read the configuration again and switch to it, or keep the running one."""
+    from exporter.poller import Poller  # noqa: PLC0415  keeps --help and config errors fast
+
+    try:
+        config = await asyncio.to_thread(load)
+    except ConfigError as exc:
+        _log.error("reload_failed", error=str(exc), hint="the running configuration stays")
+        return
+    except Exception as exc:  # a reload must never take the exporter down
+        # Only the type: a message could quote a value from the file.
+        _log.error(
+            "reload_failed", error=type(exc).__name__, hint="the running configuration stays"
+        )
+        return
+    _register_secrets(config)
+
+    def switch() -> Poller:
+        # The old poller has stopped: nothing publishes while the accounts are swapped.
+        # Accounts still configured keep the data they serve; removed ones disappear.
+        state.accounts = MappingProxyType(
+            {
+                a.name: state.accounts.get(a.name) or AccountSnapshot(name=a.name)
+                for a in config.accounts
+            }
+        )
+        exposition.reconfigure(config)
+        return Poller(config, state, api_stats=poller.current.api_stats)
+
+    await poller.replace(switch)
+    _log.info(
+        "reloaded",
+        accounts=[a.name for a in config.accounts],
+        poll_interval_seconds=config.poll_interval_seconds,
+    )
+
+
+class _Reloadable:
+    """Runs one poller at a time; :meth:`replace` swaps it for a new one between cycles.
+
+    The old poller is stopped like at shutdown (a cycle in flight is cancelled; what it
+    already published stays), its session closed, then the new one starts at once.
+    """
+
+    def __init__(self, poller: Poller) -> None:
+        self.current = poller
+        self._inner_stop = asyncio.Event()
+        self._inner_done = asyncio.Event()
+        self._swapped = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run the current poller, and its successors, until ``stop`` is set."""
+        while not stop.is_set():
+            inner = self._inner_stop
+            forward = asyncio.create_task(_forward(stop, inner))
+            try:
+                await self.current.run(inner)
+            finally:
+                forward.cancel()
+                self._inner_done.set()
+            await _first(self._swapped.wait(), stop.wait())
+            self._swapped.clear()
+
+    async def replace(self, build: Callable[[], Poller]) -> None:
+        """Stop the current poller, close it, and run the one ``build`` returns."""
+        # Works whether or not run() has started: a poller told to stop before it started
+        # returns at once.
+        self._inner_stop.set()
+        await self._inner_done.wait()
+        self._inner_done.clear()
+        await self.current.aclose()
+        try:
+            self.current = build()
+        finally:
+            self._inner_stop = asyncio.Event()
+            self._swapped.set()
+
+    async def aclose(self) -> None:
+        """Close the current poller's session."""
+        await self.current.aclose()
+
+
+async def _forward(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def print_banner(lines: list[str], urls: list[str]) -> None:

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from exporter.configspec import (
     DAY,
+    HOUR,
     MINUTE,
     SECOND,
     YEAR,
@@ -267,14 +268,25 @@ class Config:
         high=_POLL_INTERVAL_HIGH,
     )
     poll_jitter: float = setting("poll_jitter", Kind.FRACTION, 0.1, low=0, high=1)
+    #: How long one poll of one account may take before it is cancelled and its unfinished
+    #: sources are reported down (reason ``timeout``); ``None``: see :meth:`poll_timeout_of`.
+    poll_timeout_seconds: float | None = setting(
+        "poll_timeout", Kind.DURATION, None, low=SECOND, high=DAY, nullable=True
+    )
     request_timeout_seconds: float = setting(
         "request_timeout", Kind.DURATION, 60.0, low=SECOND, high=10 * MINUTE
     )
-    # The floor keeps a 2,000-page account within a few hours per poll.
+    # The ceiling of each account's adaptive request rate (exporter.ratelimit): most of
+    # SoftLayer's 50/s, leaving room for a person's slcli session on the same account. The
+    # floor keeps a 2,000-page account within a few hours per poll.
     max_requests_per_second: float = setting(
-        "max_requests_per_second", Kind.RATE, 10.0, low=0.1, high=SOFTLAYER_RATE_LIMIT
+        "max_requests_per_second", Kind.RATE, 45.0, low=0.1, high=SOFTLAYER_RATE_LIMIT
     )
-    max_concurrent_requests: int = setting("max_concurrent_requests", Kind.COUNT, 4, low=1, high=64)
+    # As many threads as softlayer-python's cf_call uses: enough to keep 45 requests/s in
+    # flight at up to ~200 ms per request (see docs/performance.md).
+    max_concurrent_requests: int = setting(
+        "max_concurrent_requests", Kind.COUNT, 10, low=1, high=64
+    )
     page_size: int = setting("page_size", Kind.COUNT, 100, low=1, high=1000)
     retry: RetryConfig = section("retry", RetryConfig)
     invoice_lookback_seconds: float = setting(
@@ -287,6 +299,13 @@ class Config:
     top_datacenters: int = setting("top_datacenters", Kind.COUNT, 20, low=1, high=100)
     #: Recurring invoices exported as history (13 covers a year; see exporter.finops.history).
     invoice_history_months: int = setting("invoice_history_months", Kind.COUNT, 13, low=1, high=60)
+    #: A poll that finds the billing unchanged walks no list (see docs/reliability.md,
+    #: "Steady state"); the items are still walked whole at least this often, which bounds
+    #: how long a change no cheap check can see stays unseen. ``0`` switches the steady
+    #: state off: every list is walked on every poll.
+    full_walk_interval_seconds: float = setting(
+        "full_walk_interval", Kind.DURATION, 6 * HOUR, low=0, high=7 * DAY
+    )
     #: What the loader noticed without refusing the file (a key file others can read, a
     #: byte order mark, a second line), path-qualified and secret-free; the caller logs them.
     warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
@@ -305,6 +324,21 @@ class Config:
         if account.poll_interval_seconds is not None:
             return account.poll_interval_seconds
         return self.poll_interval_seconds
+
+    def poll_timeout_of(self, account: AccountConfig) -> float:
+        """Return the deadline of one poll of ``account``: ``poll_timeout`` if set.
+
+        Otherwise the account's poll interval (a poll has until the next one is due), but
+        never less than one request with all its retries may take, so that a slow API
+        reports the request's own failure rather than a cut poll.
+        """
+        if self.poll_timeout_seconds is not None:
+            return self.poll_timeout_seconds
+        retry = self.retry
+        one_request = self.request_timeout_seconds * retry.attempts + retry.max_backoff_seconds * (
+            retry.attempts - 1
+        )
+        return max(self.poll_interval_of(account), one_request)
 
 
 def _url_problem(value: object) -> str | None:

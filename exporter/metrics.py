@@ -14,25 +14,24 @@ Every family and HELP text here is documented in ``docs/metrics.md``.
 
 from __future__ import annotations
 
-import math
 import platform
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import Final, Protocol
+from typing import Final
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
-    CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     InfoMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.api_stats import ApiStats
 from exporter.config import Config
+from exporter.errors import ErrorReason
 from exporter.finops.billing import label_text
 from exporter.snapshot import (
     INVOICE_STATUSES,
@@ -42,40 +41,11 @@ from exporter.snapshot import (
     InvoiceSummary,
     code_label,
 )
-from exporter.softlayer import ErrorReason
 
-__all__ = ["CACHED", "ApiStatsView", "SnapshotCollector", "build_registry"]
+__all__ = ["CACHED", "SnapshotCollector", "build_registry", "track_accounts"]
 
 #: Suffix of the HELP text of every metric served from the poll cache.
 CACHED: Final = "(cached; refreshed every poll interval)"
-
-
-class ApiStatsView(Protocol):
-    """What the collector reads from :class:`exporter.api_stats.ApiStats`."""
-
-    @property
-    def requests(self) -> Mapping[tuple[str, str, str], int]:
-        """``(account, method, code) -> count``."""
-        ...
-
-    @property
-    def errors(self) -> Mapping[tuple[str, str], int]:
-        """``(account, reason) -> count``."""
-        ...
-
-    @property
-    def methods(self) -> Iterable[str]:
-        """Method names seen so far."""
-        ...
-
-    @property
-    def version(self) -> int:
-        """Grows on every change, so a cached rendering can tell it is stale."""
-        ...
-
-    def duration_histogram(self, method: str) -> tuple[list[tuple[float, int]], float, int]:
-        """``(cumulative buckets, sum, count)`` of one method."""
-        ...
 
 
 def _usd(amount: Decimal) -> float:
@@ -85,10 +55,6 @@ def _usd(amount: Decimal) -> float:
 
 def _ts(moment: datetime) -> float:
     return moment.timestamp()
-
-
-def _le(bound: float) -> str:
-    return "+Inf" if math.isinf(bound) else repr(float(bound))
 
 
 def _gauge(name: str, help_text: str, labels: list[str]) -> GaugeMetricFamily:
@@ -185,12 +151,12 @@ class SnapshotCollector(Collector):
         softlayer_source_up{account="production",source="invoices"} 1.0
     """
 
-    def __init__(
-        self, state: ExporterState, poller_api_stats: ApiStatsView | None, config: Config
-    ) -> None:
+    def __init__(self, state: ExporterState, api_stats: ApiStats | None, config: Config) -> None:
         self._state = state
-        self._api_stats = poller_api_stats
+        self._api_stats = api_stats
         self._config = config
+        if api_stats is not None:
+            track_accounts(api_stats, config)
 
     def collect(self) -> Iterator[Metric]:
         """Build fresh families from one read of the published snapshots."""
@@ -662,46 +628,8 @@ class SnapshotCollector(Collector):
         yield from (up, source_up, last_success, last_attempt, duration, next_poll)
 
     def _api(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            "softlayer_api_requests_total",
-            'SoftLayer API requests by method and HTTP status (code="none" when no response '
-            "arrived).",
-            labels=["account", "method", "code"],
-        )
-        errors = CounterMetricFamily(
-            "softlayer_api_errors_total",
-            "Failed SoftLayer API requests by reason: "
-            + ", ".join(reason.value for reason in ErrorReason)
-            + " (incomplete: a paged list whose completeness could not be proven).",
-            labels=["account", "reason"],
-        )
-        latency = HistogramMetricFamily(
-            "softlayer_api_request_duration_seconds",
-            "Latency of SoftLayer API requests.",
-            labels=["method"],
-        )
-        stats = self._api_stats
-        if stats is not None:
-            for (account, method, code), count in sorted(stats.requests.items()):
-                requests.add_metric([account, method, code], count)
-            # Every account x reason starts at 0 so that rate()/increase() see the first
-            # error after a restart; a series born at 1 would hide it from alerts.
-            error_counts: dict[tuple[str, str], int] = {
-                (account.name, str(reason)): 0
-                for account in self._config.accounts
-                for reason in ErrorReason
-            }
-            error_counts.update(stats.errors)
-            for (account, reason), count in sorted(error_counts.items()):
-                errors.add_metric([account, reason], count)
-            for method in stats.methods:
-                buckets, total, _count = stats.duration_histogram(method)
-                latency.add_metric(
-                    [method],
-                    [(_le(bound), count) for bound, count in buckets],
-                    total,
-                )
-        yield from (requests, errors, latency)
+        if self._api_stats is not None:
+            yield from self._api_stats.collect()
 
     @staticmethod
     def _build_info() -> Metric:
@@ -714,9 +642,14 @@ class SnapshotCollector(Collector):
         return info
 
 
+def track_accounts(api_stats: ApiStats, config: Config) -> None:
+    """Export the API error series of every configured account, and of no other, from now on."""
+    api_stats.set_accounts((account.name for account in config.accounts), ErrorReason)
+
+
 def build_registry(
     state: ExporterState,
-    poller_api_stats: ApiStatsView | None,
+    api_stats: ApiStats | None,
     config: Config,
     *,
     process_metrics: bool = True,
@@ -725,7 +658,7 @@ def build_registry(
     # auto_describe off: describe() would call collect() at registration, which is pointless
     # for a collector whose families depend on the data.
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(state, poller_api_stats, config))
+    registry.register(SnapshotCollector(state, api_stats, config))
     if process_metrics:
         ProcessCollector(registry=registry)
     return registry

@@ -1,9 +1,14 @@
 """Immutable billing snapshots: the contract between the poller and the metrics collector.
 
-The poller builds one :class:`AccountSnapshot` per account per poll cycle from plain
-domain records (no Prometheus, no HTTP in here) and publishes it into :class:`ExporterState`
-with a single assignment. The collector reads ``ExporterState.accounts`` once per scrape and
-renders every metric family from that one consistent view.
+The poller builds one :class:`AccountSnapshot` per account per poll from plain domain
+records (no Prometheus, no HTTP in here) and publishes it into :class:`ExporterState` with a
+single assignment. The collector reads ``ExporterState.accounts`` once per scrape and renders
+every metric family from that one consistent view.
+
+A poll's sources each end as an :data:`Outcome`: :class:`Fetched` data with the snapshot
+field it belongs in (one ``AccountSnapshot.with_*`` method per field, so the types are
+checked end to end), or :class:`Failed`; :func:`assemble` turns the previous snapshot and
+the outcomes into the next one, keeping the last good data of every failed source.
 
 Money is :class:`decimal.Decimal` (USD) all the way to the collector, which converts to float
 only when it emits a sample: SoftLayer sends amounts as decimal strings (``".048"``) and we do
@@ -13,13 +18,13 @@ not want binary rounding in sums over 100,000 items.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar
 
 if TYPE_CHECKING:  # the FinOps records import this module
     from exporter.finops.records import BillingProfile, InvoiceHistory, ItemInsights
@@ -35,12 +40,16 @@ __all__ = [
     "BillingCycle",
     "CategoryTotals",
     "ExporterState",
+    "Failed",
+    "Fetched",
     "InvoiceSummary",
     "InvoiceWindow",
     "NextInvoiceBreakdown",
+    "Outcome",
     "PendingInvoice",
     "Source",
     "SourceStatus",
+    "assemble",
     "code_label",
 ]
 
@@ -221,7 +230,7 @@ class SourceStatus:
     last_attempt: float  # unix time
     last_success: float | None  # unix time of the last attempt that succeeded
     last_error: str | None = None  # short, secret-free message of the latest failure
-    last_error_reason: str | None = None  # an ErrorReason value (exporter.softlayer)
+    last_error_reason: str | None = None  # an ErrorReason value (exporter.errors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +266,107 @@ class AccountSnapshot:
     def up(self) -> bool:
         """True when every source succeeded on its latest attempt."""
         return bool(self.sources) and all(status.up for status in self.sources.values())
+
+    # One typed setter per data field: what a source's Fetched outcome stores into.
+
+    def with_summary(self, value: AccountSummary) -> AccountSnapshot:
+        """Return a copy with the account source's data replaced."""
+        return replace(self, summary=value)
+
+    def with_latest_recurring_invoice(self, value: InvoiceSummary | None) -> AccountSnapshot:
+        """Return a copy with the latest recurring invoice replaced."""
+        return replace(self, latest_recurring_invoice=value)
+
+    def with_pending_invoice(self, value: PendingInvoice) -> AccountSnapshot:
+        """Return a copy with the pending invoice replaced."""
+        return replace(self, pending_invoice=value)
+
+    def with_invoices(self, value: InvoiceWindow) -> AccountSnapshot:
+        """Return a copy with the look-back window replaced."""
+        return replace(self, invoices=value)
+
+    def with_next_invoice(self, value: NextInvoiceBreakdown) -> AccountSnapshot:
+        """Return a copy with the next-invoice breakdown replaced."""
+        return replace(self, next_invoice=value)
+
+    def with_billing(self, value: BillingProfile) -> AccountSnapshot:
+        """Return a copy with the billing profile replaced."""
+        return replace(self, billing=value)
+
+    def with_history(self, value: InvoiceHistory) -> AccountSnapshot:
+        """Return a copy with the recurring-invoice history replaced."""
+        return replace(self, history=value)
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched(Generic[_T]):
+    """A source's fresh data and where it goes: ``store(snapshot, value)``."""
+
+    source: Source
+    value: _T
+    store: Callable[[AccountSnapshot, _T], AccountSnapshot]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A source's failure: a short, secret-free message and its reason (an ErrorReason).
+
+    ``cause`` is what went wrong without where (which call, which source): sources that
+    failed for one cause are listed together in the poll's log event.
+    """
+
+    source: Source
+    error: str
+    reason: str | None
+    cause: str | None = None
+
+    @property
+    def group(self) -> str:
+        """The text this failure is listed under in the poll's log event."""
+        return self.cause if self.cause is not None else self.error
+
+
+#: What one source's attempt in a poll produced.
+Outcome: TypeAlias = "Fetched[Any] | Failed"
+
+
+def assemble(
+    previous: AccountSnapshot,
+    outcomes: Iterable[Outcome],
+    *,
+    now: float,
+    duration: float,
+    next_poll: float | None,
+) -> AccountSnapshot:
+    """Build the snapshot after a poll: fresh data where fetched, the last good elsewhere.
+
+    Only the sources in ``outcomes`` (those polled) appear in ``sources``; a failed one keeps
+    the time of its last success.
+    """
+    snapshot = previous
+    sources: dict[Source, SourceStatus] = {}
+    for outcome in outcomes:
+        before = previous.sources.get(outcome.source)
+        if isinstance(outcome, Fetched):
+            snapshot = outcome.store(snapshot, outcome.value)
+            sources[outcome.source] = SourceStatus(up=True, last_attempt=now, last_success=now)
+        else:
+            sources[outcome.source] = SourceStatus(
+                up=False,
+                last_attempt=now,
+                last_success=None if before is None else before.last_success,
+                last_error=outcome.error,
+                last_error_reason=outcome.reason,
+            )
+    return replace(
+        snapshot,
+        sources=MappingProxyType(dict(sorted(sources.items()))),
+        poll_duration_seconds=duration,
+        next_poll=next_poll,
+    )
 
 
 class ExporterState:

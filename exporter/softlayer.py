@@ -1,10 +1,12 @@
 """Async SoftLayer REST client: authentication, paging, rate limiting, retries, typed errors.
 
 One :class:`SoftLayerClient` serves one configured account over a shared
-:class:`aiohttp.ClientSession`. It knows the API's quirks (``softlayer-api.md`` section 5):
+:class:`aiohttp.ClientSession`. It knows the API's quirks (error bodies in ``tests/samples/``):
 
-- errors arrive as ``{"error": ..., "code": ...}`` with HTTP 500 (rate limit, expired IAM
-  token, backend failure), 401, 404, and sometimes with HTTP **200**; every body is checked;
+- errors arrive as ``{"error": ..., "code": ...}`` with HTTP 500 (rate limit: softlayer-python
+  #884, softlayer-go #75; expired IAM token: softlayer-go ``session.go`` ``NeedsRefresh``;
+  backend failure), 401, 404, and sometimes with HTTP **200** (softlayer-go #164); every body
+  is checked;
 - JSON numbers are decoded straight into :class:`~decimal.Decimal`;
 - list methods are paged with ``resultLimit=offset,limit`` and ``SoftLayer-Total-Items``; the
   remaining pages are fetched concurrently after the first; a page that answers
@@ -28,7 +30,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, Final
 
 import aiohttp
@@ -36,44 +37,23 @@ import aiohttp
 from exporter import __version__
 from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, AuthMethod, Config
+from exporter.errors import RETRYABLE_REASONS, ErrorReason
 from exporter.fieldlog import ClientLog, auth_hint
 from exporter.netdiag import describe, proxy_for
-from exporter.ratelimit import RateLimiter
+from exporter.ratelimit import AdaptiveRate, RateLimiter
 
 __all__ = [
     "IAM_METHOD",
     "RETRYABLE_REASONS",
     "ErrorReason",
+    "Listing",
     "Page",
     "SoftLayerClient",
     "SoftLayerError",
+    "Tail",
 ]
 
 
-class ErrorReason(StrEnum):
-    """Why a request failed; the ``reason`` label of ``softlayer_api_errors_total``."""
-
-    AUTH = "auth"
-    PERMISSION = "permission"  # authenticated, but the user may not see this
-    RATE_LIMITED = "rate_limited"
-    TIMEOUT = "timeout"
-    SERVER = "server"
-    CLIENT = "client"
-    DECODE = "decode"
-    NETWORK = "network"
-    MASK = "mask"  # the objectMask names a property SoftLayer does not know
-    PARSE = "parse"  # SoftLayer could not parse the mask or filter
-    VALIDATION = "validation"  # SoftLayer rejected a value of the request
-    INCOMPLETE = "incomplete"  # a paged list whose completeness could not be proven
-
-
-#: Reasons where the same request may succeed a moment later. Auth, permission, client,
-#: decode, mask, parse and validation failures repeat identically (SoftLayer sends several
-#: of them with HTTP 500, softlayer-python#2088, maximilien/softlayer-go#136), so retrying
-#: them only burns the rate budget; softlayer-go retries only rate limits and timeouts.
-RETRYABLE_REASONS: Final = frozenset(
-    {ErrorReason.RATE_LIMITED, ErrorReason.TIMEOUT, ErrorReason.SERVER, ErrorReason.NETWORK}
-)
 #: The ``method`` label of IAM token exchanges in :class:`ApiStats`.
 IAM_METHOD: Final = "iam_token"
 
@@ -110,6 +90,10 @@ _MAX_MESSAGE_CHARS: Final = 200
 #: Halve a page at most this many times (100 -> 12): a method that fails even then is down,
 #: and shrinking further would multiply the calls of every later cycle.
 _MAX_HALVINGS: Final = 3
+#: SoftLayer's rate-limit window: a request rejected for the rate is retried after it at least.
+_RATE_LIMIT_WINDOW_SECONDS: Final = 1.0
+#: Backoff doublings past which max_backoff has long been reached (2**62 x 1 ms > 100 years).
+_MAX_DOUBLINGS: Final = 62
 
 
 class SoftLayerError(Exception):
@@ -128,6 +112,7 @@ class SoftLayerError(Exception):
         super().__init__(f"{method}: {message}")
         self.reason = reason
         self.method = method
+        self.detail = message  # what went wrong, without where
         self.status = status
         self.code = code
         self.hint = hint  # what an operator should check, for the field log
@@ -188,6 +173,22 @@ class Page:
     total_items: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What a complete walk saw: how many distinct rows, and the highest id among them."""
+
+    rows: int
+    last_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """The end of an id-ordered list: the ids of its last rows and its announced length."""
+
+    ids: tuple[int, ...]
+    total: int | None
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
@@ -209,8 +210,9 @@ class SoftLayerClient:
     """The SoftLayer API as seen by one account.
 
     ``session`` is shared by all accounts and owned by the caller. Concurrency
-    (``max_concurrent_requests``) and the rate budget (``max_requests_per_second``) are
-    per account.
+    (``max_concurrent_requests``) and the request rate are per account; the rate adapts
+    below ``max_requests_per_second`` (:class:`~exporter.ratelimit.AdaptiveRate`, halved
+    on each ``RateLimitExceeded``).
     """
 
     def __init__(
@@ -223,8 +225,6 @@ class SoftLayerClient:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if account.auth.method is AuthMethod.CLASSIC and not account.auth.username:
-            raise ValueError(f"account {account.name!r}: classic auth needs a username")
         self.account = account
         self._config = config
         self._session = session
@@ -235,7 +235,9 @@ class SoftLayerClient:
         self._endpoint = account.endpoint.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=config.request_timeout_seconds)
         self._limiter = RateLimiter(config.max_requests_per_second)
-        self._slots = asyncio.Semaphore(max(1, config.max_concurrent_requests))
+        #: The rate this account is allowed now, adapted below ``max_requests_per_second``.
+        self.rate = AdaptiveRate(self._limiter, config.max_requests_per_second)
+        self._slots = asyncio.Semaphore(config.max_concurrent_requests)
         self._page_sizes: dict[str, int] = {}  # Service::method -> page size, if halved
         self._clean_walks: dict[str, int] = {}  # walks without a too-big page since halving
         self._caps: dict[str, int] = {}  # Service::method -> rows the server serves at most
@@ -283,7 +285,7 @@ class SoftLayerClient:
         mask: str | None = None,
         object_filter: Mapping[str, Any] | None = None,
         init_id: int | None = None,
-    ) -> None:
+    ) -> Listing:
         """Fetch every page of a list method, hand each to ``consume``, prove nothing is lost.
 
         ``init_id`` names the object the method runs on, as in
@@ -304,6 +306,9 @@ class SoftLayerClient:
         :class:`SoftLayerError` with reason ``incomplete``: the caller retries the list once,
         then reports the source down instead of serving a partial sum. If ``consume`` or a
         page fails, the other pages are cancelled and the error propagates.
+
+        Returns the rows ``consume`` counted as new and the highest id seen: together they
+        identify the list as walked (see :meth:`tail`).
         """
         query = _Query(service, method, mask, object_filter, init_id)
         walk = _Walk(self, query, consume)
@@ -314,6 +319,51 @@ class SoftLayerClient:
                 self._stats.record_error(self.account.name, ErrorReason.INCOMPLETE)
             raise
         self._walk_done(query, walk.size_errors)
+        last_ids = [s.last for s in walk.segments if s.last is not None]
+        return Listing(rows=walk.distinct, last_id=max(last_ids, default=None))
+
+    async def tail(
+        self, service: str, method: str, *, object_filter: Mapping[str, Any], rows: int
+    ) -> Tail:
+        """Read the end of an id-ordered list believed to hold ``rows`` rows: one request.
+
+        Asks for the ids at offsets ``rows - 1`` and ``rows`` (``object_filter`` must order by
+        ``id`` ascending, as for :meth:`fetch_pages`). New rows get higher ids than any
+        existing one (softlayer-api.md section 8.6), so a list that still holds exactly the
+        rows a walk saw answers with that walk's :attr:`Listing.last_id` alone: a row added
+        shows as a second id or a different last id, a row removed as a missing one, and the
+        total (if sent) must still be ``rows``.
+        """
+        limit = (max(0, rows - 1), 2) if rows else (0, 1)
+        page = await self.call(
+            service, method, mask="mask[id]", object_filter=object_filter, result_limit=limit
+        )
+        key = f"{service}::{method}"
+        return Tail(tuple(_row_ids(_as_list(page.body), key)), page.total_items)
+
+    async def fetch_page(
+        self,
+        service: str,
+        method: str,
+        *,
+        mask: str,
+        object_filter: Mapping[str, Any],
+        limit: int,
+    ) -> list[Any] | None:
+        """Fetch a list expected to be short in one request; None if it may be longer.
+
+        The answer is the whole list when ``SoftLayer-Total-Items`` equals its rows, or,
+        without the header, when it holds fewer rows than asked and than any page cap seen
+        for the method. Otherwise (more rows than one page) the caller walks instead.
+        """
+        page = await self.call(
+            service, method, mask=mask, object_filter=object_filter, result_limit=(0, limit)
+        )
+        rows = _as_list(page.body)
+        if page.total_items is not None:
+            return rows if page.total_items == len(rows) else None
+        cap = self._caps.get(f"{service}::{method}", limit)
+        return rows if len(rows) < min(limit, cap) else None
 
     # -- paging internals -----------------------------------------------------------
 
@@ -378,7 +428,7 @@ class SoftLayerClient:
             params["objectFilter"] = json.dumps(query.object_filter, separators=(",", ":"))
         if result_limit is not None:
             params["resultLimit"] = f"{result_limit[0]},{result_limit[1]}"
-        attempts = max(1, self._config.retry.attempts)
+        attempts = self._config.retry.attempts
         failures = 0
         token_renewed = False
         tries = 0
@@ -406,6 +456,11 @@ class SoftLayerClient:
                     self._report(err)
                     raise
                 delay = self._backoff(failures)
+                if err.reason is ErrorReason.RATE_LIMITED:
+                    # The limit counts requests per second ("Rate limit of 50 requests for
+                    # every 1 second(s)", softlayer-api.md section 2.2): a retry within the
+                    # same second is rejected again. By then the adaptive rate has halved.
+                    delay = max(delay, _RATE_LIMIT_WINDOW_SECONDS)
                 self._field_log.retry(query.key, err.reason, str(err), tries, delay)
                 await asyncio.sleep(delay)
 
@@ -419,10 +474,10 @@ class SoftLayerClient:
     def _backoff(self, failures: int) -> float:
         """Full jitter: uniform in [0, min(max, initial * 2^(failures-1))]."""
         retry = self._config.retry
-        ceiling = min(
-            retry.max_backoff_seconds, retry.initial_backoff_seconds * 2 ** (failures - 1)
-        )
-        return self._rng.uniform(0.0, max(0.0, ceiling))
+        # A config built in code may allow any number of attempts; 2**1100 is no float.
+        doubling = 2.0 ** min(failures - 1, _MAX_DOUBLINGS)
+        ceiling = min(retry.max_backoff_seconds, retry.initial_backoff_seconds * doubling)
+        return self._rng.uniform(0.0, ceiling)
 
     async def _attempt(
         self, url: str, params: dict[str, str], query: _Query, *, attempt: int = 1
@@ -445,7 +500,12 @@ class SoftLayerClient:
             code = "none"
             try:
                 async with self._session.get(
-                    url, params=params, headers=headers, timeout=self._timeout, **self._api_proxy
+                    url,
+                    params=params,
+                    headers=headers,
+                    timeout=self._timeout,
+                    middlewares=(_Resends(self),),
+                    **self._api_proxy,
                 ) as response:
                     code = str(response.status)
                     raw = await response.read()
@@ -470,7 +530,15 @@ class SoftLayerClient:
                     seconds=elapsed,
                     attempt=attempt,
                 )
-        body = self._interpret(status, raw, label)
+        try:
+            body = self._interpret(status, raw, label)
+        except SoftLayerError as err:
+            if err.reason is ErrorReason.RATE_LIMITED:
+                self.rate.rejected()
+            else:
+                self.rate.accepted()  # answered, not rejected for the rate
+            raise
+        self.rate.accepted()
         total: int | None = None
         if total_header is not None:
             try:
@@ -600,6 +668,36 @@ class SoftLayerClient:
 
 
 _USER_AGENT: Final = f"softlayer-billing-exporter/{__version__}"
+
+
+class _Resends:
+    """aiohttp client middleware of one request attempt: a resend waits for the rate limiter.
+
+    aiohttp sends an idempotent request once more when the send fails with the connection
+    closed or reset (RFC 9112 section 9.3.1): the usual cause is a kept-alive connection
+    the server or a proxy closed meanwhile, and the resend on a fresh connection is the cure
+    (behind tinyproxy, every request that reused such a connection failed without it).
+    ``ClientSession`` has no public switch for it anyway. Middlewares are aiohttp's public
+    hook around each send: this one makes the resend wait for the account's rate limiter
+    and counts it in :attr:`SoftLayerClient.api_requests`, so the budget and each poll's
+    request count stay true. ``softlayer_api_requests_total`` counts the attempt once, with
+    its final status.
+    """
+
+    __slots__ = ("_client", "_sends")
+
+    def __init__(self, client: SoftLayerClient) -> None:
+        self._client = client
+        self._sends = 0
+
+    async def __call__(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        self._sends += 1
+        if self._sends > 1:
+            await self._client._limiter.acquire()
+            self._client.api_requests += 1
+        return await handler(request)
 
 
 def _basic(username: str, password: str) -> str:
@@ -851,7 +949,7 @@ class _Walk:
                 if totals:
                     planned = max(planned, _pages_for(max(totals), limit, step))
 
-        workers = min(max(1, self.client._config.max_concurrent_requests), planned - 1)
+        workers = min(self.client._config.max_concurrent_requests, planned - 1)
         tasks = [asyncio.create_task(worker()) for _ in range(workers)]
         try:
             for next_done in asyncio.as_completed(tasks):

@@ -1,8 +1,10 @@
 """Parsing SoftLayer wire JSON into the snapshot records of :mod:`exporter.snapshot`.
 
-The wire is loose (see ``softlayer-api.md``): decimals come as strings (``".048"``) or as
-JSON numbers, dates carry varying UTC offsets, unset properties are ``null`` or simply
-absent, and ``pendingInvoice`` is missing when no invoice is open. Everything here either
+The wire is loose (real bodies in ``tests/samples/``, provenance in its ``INDEX.md``):
+decimals come as strings (``".048"``) or as JSON numbers (softlayer-go's
+``datatypes.Float64.UnmarshalJSON`` accepts both for that reason), dates carry varying UTC
+offsets, unset properties are ``null`` or simply absent, and ``pendingInvoice`` is missing
+when no invoice is open. Everything here either
 returns records whose numbers are exactly what the wire said, or raises :class:`DecodeError`
 naming the offending path. Nothing guesses: a missing amount is an error, never a zero.
 
@@ -23,14 +25,14 @@ from __future__ import annotations
 import decimal
 import math
 import re
-from array import array
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
+
+from pyroaring import BitMap64
 
 from exporter.finops.masks import (
     ACCOUNT_EXTRA_FIELDS,
@@ -54,16 +56,25 @@ from exporter.snapshot import (
 )
 
 __all__ = [
+    "ACCOUNT_FIELDS",
     "ACCOUNT_MASK",
     "AMOUNT_PLACES",
+    "FINAL_STATUSES",
     "INVOICE_FIELDS",
     "NEXT_INVOICE_ITEM_MASK",
+    "RECURRING_TOTAL_MASK",
     "WINDOW_INVOICE_MASK",
     "CategoryAggregator",
     "DecodeError",
     "InvoiceWindowAggregator",
     "ItemObserver",
     "ParsedItem",
+    "WindowInvoice",
+    "account_mask",
+    "accrual",
+    "accrue_categories",
+    "add_new_ids",
+    "fold_categories",
     "parse_account_summary",
     "parse_billing_cycle",
     "parse_bool",
@@ -73,6 +84,9 @@ __all__ = [
     "parse_invoice",
     "parse_latest_recurring_invoice",
     "parse_pending_invoice",
+    "parse_recurring_total",
+    "parse_window_invoice",
+    "parse_window_invoices",
     "project_breakdown",
 ]
 
@@ -87,15 +101,42 @@ INVOICE_FIELDS: Final = (
 #: ``datatypes/billing.go``: ``lastBillDate`` "the date on which an account was last
 #: billed", ``nextBillDate`` "the date on which an account will be billed next").
 BILLING_INFO_FIELDS: Final = "anniversaryDayOfMonth,lastBillDate,nextBillDate"
+#: ``getObject`` properties behind :class:`AccountSummary` (its billing cycle aside).
+ACCOUNT_FIELDS: Final = (
+    "id,companyName,balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,"
+    "nextInvoiceTotalOneTimeAmount,nextInvoiceTotalOneTimeTaxAmount,"
+    "nextInvoiceTotalRecurringTaxAmount,nextInvoiceTopLevelBillingItemCount"
+)
+
+
+def account_mask(
+    *, summary: bool = True, latest: bool = True, pending: bool = True, billing: bool = True
+) -> str:
+    """Build the ``getObject`` mask of the parts asked for.
+
+    ``summary`` (:class:`AccountSummary`), ``latest`` and ``pending`` (the invoices),
+    ``billing`` (:class:`exporter.finops.records.BillingProfile`): the billing cycle and the
+    billing profile share one ``billingInfo[...]``.
+    """
+    parts = [ACCOUNT_FIELDS] if summary else []
+    info = [BILLING_INFO_FIELDS] if summary else []
+    if billing:
+        parts.append(ACCOUNT_EXTRA_FIELDS)
+        info.append(BILLING_INFO_EXTRA_FIELDS)
+    if info:
+        parts.append(f"billingInfo[{','.join(info)}]")
+    if latest:
+        parts.append(f"latestRecurringInvoice[{INVOICE_FIELDS}]")
+    if pending:
+        parts.append(f"pendingInvoice[{INVOICE_FIELDS}]")
+    return f"mask[{','.join(parts)}]"
+
+
 #: One ``SoftLayer_Account::getObject`` feeds four sources: account, latest recurring
 #: invoice, pending invoice and billing info (see docs/metrics.md, "Sources").
-ACCOUNT_MASK: Final = (
-    "mask[id,companyName,balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,"
-    "nextInvoiceTotalOneTimeAmount,nextInvoiceTotalOneTimeTaxAmount,"
-    "nextInvoiceTotalRecurringTaxAmount,nextInvoiceTopLevelBillingItemCount,"
-    f"{ACCOUNT_EXTRA_FIELDS},billingInfo[{BILLING_INFO_FIELDS},{BILLING_INFO_EXTRA_FIELDS}],"
-    f"latestRecurringInvoice[{INVOICE_FIELDS}],pendingInvoice[{INVOICE_FIELDS}]]"
-)
+ACCOUNT_MASK: Final = account_mask()
+#: Only the next invoice's recurring total: re-read after an item walk (exporter.steady).
+RECURRING_TOTAL_MASK: Final = "mask[nextInvoiceTotalRecurringAmount]"
 #: ``getInvoices`` inside the look-back window: only what the per-type/status sums and the
 #: last payment failure need.
 WINDOW_INVOICE_MASK: Final = "mask[id,typeCode,statusCode,createDate,closedDate,invoiceTotalAmount]"
@@ -350,6 +391,13 @@ def parse_account_summary(value: Any) -> AccountSummary:
     )
 
 
+def parse_recurring_total(value: Any) -> Decimal:
+    """Parse ``nextInvoiceTotalRecurringAmount`` (getObject with RECURRING_TOTAL_MASK)."""
+    obj = _object(value, "account")
+    key = "nextInvoiceTotalRecurringAmount"
+    return parse_decimal(_field(obj, key, "account"), f"account.{key}")
+
+
 def parse_latest_recurring_invoice(value: Any) -> InvoiceSummary | None:
     """Parse the latest RECURRING invoice; ``None`` for an account that never had one."""
     obj = _object(value, "account")
@@ -377,113 +425,23 @@ def _page_list(page: Any, path: str) -> list[Any]:
     return page
 
 
-class IdSet:
-    """A set of int ids at about 8 bytes per id, for deduplicating pages of items.
+def add_new_ids(seen: BitMap64, ids: list[int]) -> list[bool]:
+    """Add ``ids`` to ``seen``; for each, whether it was new (not stored, not earlier in ``ids``).
 
-    A Python ``set[int]`` costs ~70 bytes per id (hash slot plus the int object it keeps
-    alive): 14 MiB at 200k items, the one thing in a refresh that grew with the account.
-    Pages are ordered by id, so each page is a short sorted run of ids that rarely overlaps
-    another page's. We therefore keep disjoint sorted runs in ``array('q')`` (8 bytes per
-    id), ordered by their first id: a lookup bisects the list of runs, then the one run that
-    can hold the id. A run that does not overlap any other is inserted as is and glued to
-    its neighbours while the result stays under ``_CHUNK`` ids (gluing disjoint, ordered
-    runs is a concatenation, and it keeps the per-run overhead under 1 byte per id). Only
-    when a run overlaps others (pages shifted by items added or removed between fetches,
-    or arriving out of order next to a glued run) are those runs re-sorted together; that
-    re-sort touches at most a few chunks. Simpler alternatives fail the bound: a bitmap
-    over real ids is huge because an account's ids are sparse in a global sequence, and one
-    growing array re-sorted periodically needs a transient list of every id.
+    Pages of a changing account can overlap, so an item must count once however often it
+    comes back. A ``set[int]`` of the ids held ~70 bytes per id (14 MiB at 200k items, the one
+    thing in a refresh that grew with the account); a roaring bitmap holds sparse ids in 1-2
+    bytes each (0.21 MiB for 200k ids at the simulator's stride of 8; docs/performance.md) and
+    stays exact. Ids are non-negative and below 2**63 (:func:`parse_int`), inside
+    ``BitMap64``'s unsigned 64-bit range.
     """
-
-    _CHUNK: Final = 1024
-
-    def __init__(self) -> None:
-        self._runs: list[array[int]] = []
-        self._len = 0
-
-    def __len__(self) -> int:
-        return self._len
-
-    def __contains__(self, item_id: object) -> bool:
-        if not isinstance(item_id, int):
-            return False
-        index = bisect_right(self._runs, item_id, key=_first) - 1
-        if index < 0:
-            return False
-        run = self._runs[index]
-        at = bisect_left(run, item_id)
-        return at < len(run) and run[at] == item_id
-
-    def add_new(self, ids: Iterable[int]) -> list[bool]:
-        """Add ``ids``; for each, whether it was new (not stored, not earlier in ``ids``)."""
-        ids = list(ids)
-        unique = sorted(set(ids))
-        if not unique:
-            return []
-        first, last = self._overlapping(unique[0], unique[-1])
-        # The usual page overlaps no stored run: then no id needs a lookup.
-        check = first < last
-        fresh: set[int] = set()
-        flags = []
-        for item_id in ids:
-            new = item_id not in fresh and not (check and item_id in self)
-            if new:
-                fresh.add(item_id)
-            flags.append(new)
-        if fresh:
-            self._insert(unique if len(fresh) == len(unique) else sorted(fresh), first, last)
-        return flags
-
-    def _overlapping(self, low: int, high: int) -> tuple[int, int]:
-        """``first, last`` such that runs[first:last] are the runs overlapping [low, high]."""
-        runs = self._runs
-        first = max(0, bisect_right(runs, low, key=_first) - 1)
-        if first < len(runs) and runs[first][-1] < low:
-            first += 1
-        return first, bisect_right(runs, high, key=_first)
-
-    def _insert(self, new: list[int], first: int, last: int) -> None:
-        # Stored ids are excluded from ``new``, so runs outside [first, last) of the page's
-        # whole span still cannot overlap the (narrower) span of ``new``.
-        runs = self._runs
-        self._len += len(new)
-        if first < last:
-            self._merge(first, last, new)
-            return
-        runs.insert(first, array("q", new))
-        at = first
-        if at > 0 and len(runs[at - 1]) + len(runs[at]) <= self._CHUNK:
-            runs[at - 1].extend(runs[at])
-            del runs[at]
-            at -= 1
-        if at + 1 < len(runs) and len(runs[at]) + len(runs[at + 1]) <= self._CHUNK:
-            runs[at].extend(runs[at + 1])
-            del runs[at + 1]
-
-    def _merge(self, first: int, last: int, new: list[int]) -> None:
-        # ``new`` overlaps runs[first:last]. Usually it is a late page falling into one gap
-        # of one glued run: splice it in (a C-level memmove). Otherwise re-sort the few runs
-        # involved. Either way, split the result back into runs of at most _CHUNK ids so
-        # that no later merge touches more than a couple of chunks.
-        runs = self._runs
-        merged: array[int] | None = None
-        if last - first == 1:
-            run = runs[first]
-            at = bisect_left(run, new[0])
-            if at == bisect_left(run, new[-1]):  # no stored id between new[0] and new[-1]
-                run[at:at] = array("q", new)
-                merged = run
-        if merged is None:
-            merged = array("q", sorted([*new, *(i for run in runs[first:last] for i in run)]))
-        if len(merged) <= self._CHUNK:
-            runs[first:last] = [merged]
-            return
-        step = self._CHUNK // 2
-        runs[first:last] = [merged[i : i + step] for i in range(0, len(merged), step)]
-
-
-def _first(run: array[int]) -> int:
-    return run[0]
+    flags = []
+    for item_id in ids:
+        new = item_id not in seen
+        if new:
+            seen.add(item_id)
+        flags.append(new)
+    return flags
 
 
 @dataclass
@@ -532,7 +490,7 @@ class CategoryAggregator:
 
     def __init__(self, observer: ItemObserver | None = None) -> None:
         self._categories: dict[str, _Category] = {}
-        self._seen = IdSet()
+        self._seen = BitMap64()
         self._observer = observer
 
     @property
@@ -568,7 +526,7 @@ class CategoryAggregator:
                     name = parse_str(raw_name, f"{where}.category.name")
             parsed.append((item_id, code, amount, rate, name))
         # One page of parsed items at a time (bounded by the page size), deduplicated at once.
-        fresh = self._seen.add_new(item[0] for item in parsed)
+        fresh = add_new_ids(self._seen, [item[0] for item in parsed])
         if self._observer is not None:
             self._observer(rows, parsed, fresh, path)
         for (_, code, amount, rate, name), new in zip(parsed, fresh, strict=True):
@@ -590,37 +548,15 @@ class CategoryAggregator:
                 totals.monthly += 1
         return sum(fresh)
 
-    def result(self, top_n: int) -> NextInvoiceBreakdown:
-        """Return the ``top_n`` categories by amount, the rest folded into ``other``.
+    def totals(self) -> tuple[CategoryTotals, ...]:
+        """Return every category's totals, none folded, ordered by code."""
+        return tuple(
+            self._totals(code, self._categories[code]) for code in sorted(self._categories)
+        )
 
-        A category whose own code is ``other`` always goes into the folded bucket, so the
-        label cannot appear twice.
-        """
-        ranked = sorted(
-            (code for code in self._categories if code != OTHER_CATEGORY),
-            key=lambda code: (-self._categories[code].amount, code),
-        )
-        kept = ranked[: max(0, top_n)]
-        folded = [code for code in self._categories if code not in kept]
-        categories = [self._totals(code, self._categories[code]) for code in kept]
-        if folded:
-            parts = [self._categories[code] for code in folded]
-            categories.append(
-                CategoryTotals(
-                    code=OTHER_CATEGORY,
-                    name=OTHER_CATEGORY,
-                    amount_usd=_sum(*(part.amount for part in parts)),
-                    hourly_items=sum(part.hourly for part in parts),
-                    monthly_items=sum(part.monthly for part in parts),
-                    hourly_usd=_sum(*(part.hourly_amount for part in parts)),
-                    hourly_rate_usd=_sum(*(part.hourly_rate for part in parts)),
-                )
-            )
-        return NextInvoiceBreakdown(
-            categories=tuple(categories),
-            folded_categories=len(folded),
-            item_count=self.item_count,
-        )
+    def result(self, top_n: int) -> NextInvoiceBreakdown:
+        """Return the ``top_n`` categories by amount, the rest folded (see fold_categories)."""
+        return fold_categories(self.totals(), top_n, self.item_count)
 
     @staticmethod
     def _totals(code: str, totals: _Category) -> CategoryTotals:
@@ -633,6 +569,69 @@ class CategoryAggregator:
             hourly_usd=totals.hourly_amount,
             hourly_rate_usd=totals.hourly_rate,
         )
+
+
+def fold_categories(
+    categories: Iterable[CategoryTotals], top_n: int, item_count: int
+) -> NextInvoiceBreakdown:
+    """Keep the ``top_n`` categories by amount, fold the rest into ``other``.
+
+    A category whose own code is ``other`` always goes into the folded bucket, so the label
+    cannot appear twice.
+    """
+    by_code = {c.code: c for c in categories}
+    ranked = sorted(
+        (code for code in by_code if code != OTHER_CATEGORY),
+        key=lambda code: (-by_code[code].amount_usd, code),
+    )
+    kept = ranked[: max(0, top_n)]
+    folded = [c for code, c in by_code.items() if code not in kept]
+    result = [by_code[code] for code in kept]
+    if folded:
+        result.append(
+            CategoryTotals(
+                code=OTHER_CATEGORY,
+                name=OTHER_CATEGORY,
+                amount_usd=_sum(*(part.amount_usd for part in folded)),
+                hourly_items=sum(part.hourly_items for part in folded),
+                monthly_items=sum(part.monthly_items for part in folded),
+                hourly_usd=_sum(*(part.hourly_usd for part in folded)),
+                hourly_rate_usd=_sum(*(part.hourly_rate_usd for part in folded)),
+            )
+        )
+    return NextInvoiceBreakdown(
+        categories=tuple(result), folded_categories=len(folded), item_count=item_count
+    )
+
+
+def accrual(hourly_rate_usd: Decimal, hours: int) -> Decimal:
+    """Return what ``hours`` hours at ``hourly_rate_usd`` add, rounded to :data:`AMOUNT_PLACES`."""
+    return _round(_SUM.multiply(hourly_rate_usd, hours)) if hours else Decimal(0)
+
+
+def accrue_categories(
+    categories: Iterable[CategoryTotals], hours: int
+) -> tuple[CategoryTotals, ...]:
+    """Add ``hours`` hours of hourly accrual to every category, at its effective hourly rate.
+
+    Every running hourly item accrues the same hours, so a category's month-to-date amount
+    grows by its summed effective rate per hour (softlayer-api.md section 8 item 1: amount =
+    rate x ``hoursUsed``, children included). Exact as long as the items and their prices are
+    those the rates were taken from; :mod:`exporter.steady` checks that before using it.
+    """
+    accrued = []
+    for c in categories:
+        extra = accrual(c.hourly_rate_usd, hours)
+        accrued.append(
+            c
+            if not extra
+            else replace(
+                c,
+                amount_usd=_SUM.add(c.amount_usd, extra),
+                hourly_usd=_SUM.add(c.hourly_usd, extra),
+            )
+        )
+    return tuple(accrued)
 
 
 def project_breakdown(
@@ -683,6 +682,51 @@ class _CodeBounds:
         return shaped
 
 
+#: Invoice statuses after which SoftLayer documents no further change: paid, or closed
+#: unpaid (softlayer-api.md section 8 item 4).
+FINAL_STATUSES: Final = frozenset({"CLOSED", "CLOSED_FAILED"})
+
+
+@dataclass(frozen=True, slots=True)
+class WindowInvoice:
+    """The fields of one invoice the look-back window counts (:data:`WINDOW_INVOICE_MASK`)."""
+
+    invoice_id: int
+    type_code: str
+    status_code: str
+    created: datetime
+    closed: datetime | None
+    total_usd: Decimal
+
+    @property
+    def final(self) -> bool:
+        """Whether the invoice is closed, so that nothing about it changes any more."""
+        return self.status_code in FINAL_STATUSES
+
+
+def parse_window_invoice(value: Any, where: str) -> WindowInvoice:
+    """Parse one Billing_Invoice fetched with :data:`WINDOW_INVOICE_MASK`."""
+    invoice = _object(value, where)
+    return WindowInvoice(
+        invoice_id=parse_int(_field(invoice, "id", where), f"{where}.id"),
+        type_code=parse_str(_field(invoice, "typeCode", where), f"{where}.typeCode"),
+        status_code=parse_str(_field(invoice, "statusCode", where), f"{where}.statusCode"),
+        created=parse_datetime(_field(invoice, "createDate", where), f"{where}.createDate"),
+        closed=_optional_datetime(invoice.get("closedDate"), f"{where}.closedDate"),
+        total_usd=parse_decimal(
+            _field(invoice, "invoiceTotalAmount", where), f"{where}.invoiceTotalAmount"
+        ),
+    )
+
+
+def parse_window_invoices(page: Any, path: str = "invoices") -> list[WindowInvoice]:
+    """Parse a page of Billing_Invoice objects (see :func:`parse_window_invoice`)."""
+    return [
+        parse_window_invoice(raw, f"{path}[{index}]")
+        for index, raw in enumerate(_page_list(page, path))
+    ]
+
+
 class InvoiceWindowAggregator:
     """Counts and sums of invoices created since ``since``, per (type, status).
 
@@ -702,7 +746,7 @@ class InvoiceWindowAggregator:
         self._types = _CodeBounds(INVOICE_TYPES)
         self._statuses = _CodeBounds(INVOICE_STATUSES)
         self._last_failure: datetime | None = None
-        self._seen = IdSet()
+        self._seen = BitMap64()
 
     @property
     def undocumented(self) -> list[tuple[str, str]]:
@@ -717,27 +761,19 @@ class InvoiceWindowAggregator:
         Returns how many of its invoices were new (not on an earlier page), counting those
         older than the window too, so that the caller can compare with the list's total.
         """
-        parsed: list[tuple[int, str, str, datetime, datetime | None, Decimal]] = []
-        for index, raw in enumerate(_page_list(page, path)):
-            where = f"{path}[{index}]"
-            invoice = _object(raw, where)
-            invoice_id = parse_int(_field(invoice, "id", where), f"{where}.id")
-            type_code = parse_str(_field(invoice, "typeCode", where), f"{where}.typeCode")
-            status = parse_str(_field(invoice, "statusCode", where), f"{where}.statusCode")
-            created = parse_datetime(_field(invoice, "createDate", where), f"{where}.createDate")
-            closed = _optional_datetime(invoice.get("closedDate"), f"{where}.closedDate")
-            amount = parse_decimal(
-                _field(invoice, "invoiceTotalAmount", where), f"{where}.invoiceTotalAmount"
-            )
-            parsed.append((invoice_id, type_code, status, created, closed, amount))
-        fresh = self._seen.add_new(invoice[0] for invoice in parsed)
-        for (_, type_code, status, created, closed, amount), new in zip(parsed, fresh, strict=True):
-            if not new or created < self.since:
+        return self.add(parse_window_invoices(page, path))
+
+    def add(self, invoices: list[WindowInvoice]) -> int:
+        """Fold parsed invoices into the window; returns how many were new (see add_page)."""
+        fresh = add_new_ids(self._seen, [invoice.invoice_id for invoice in invoices])
+        for invoice, new in zip(invoices, fresh, strict=True):
+            if not new or invoice.created < self.since:
                 continue
-            key = (self._types.label(type_code), self._statuses.label(status))
+            key = (self._types.label(invoice.type_code), self._statuses.label(invoice.status_code))
             self._counts[key] = self._counts.get(key, 0) + 1
-            self._amounts[key] = _SUM.add(self._amounts.get(key, Decimal(0)), amount)
-            if status == "CLOSED_FAILED" and closed is not None:
+            self._amounts[key] = _SUM.add(self._amounts.get(key, Decimal(0)), invoice.total_usd)
+            closed = invoice.closed
+            if invoice.status_code == "CLOSED_FAILED" and closed is not None:
                 self._last_failure = max(closed, self._last_failure or closed)
         return sum(fresh)
 

@@ -25,8 +25,14 @@ TARGET_ROWS = (
     "| refresh speedup vs baseline, 1,000 items @20 ms",
     "| refresh requests vs baseline, 1,000 items, page 100",
     "| refresh vs rate-limit floor, 1,000 items @20 ms",
+    "| first walk at default settings vs baseline, 1,000 items @20 ms",
     "| peak RSS, 2,000 items",
-    "| /metrics p99, 50 concurrent scrapers",
+    "| /metrics p99, 50 scrapers, closed loop",
+    "| /metrics max, 50 scrapers, closed loop",
+    "| /metrics p99, 10 scrapers, open loop",
+    "| /metrics max, 10 scrapers, open loop",
+    "| requests per unchanged poll, up to 1,000 items",
+    "| healthy account's polls while others hang",
 )
 
 
@@ -56,11 +62,13 @@ def test_quick_run_prints_every_table(quick_run: tuple[str, dict]) -> None:
         "## Refresh: ours vs official client",
         "## Scaling (ours, 20 ms latency)",
         "## Scrape: 5 accounts x 200 categories",
+        "## Steady state: requests per poll and per day (shipped defaults)",
+        "## Isolation: polls completed side by side",
         "## Targets",
     ):
         assert heading in stdout
     lines = stdout.splitlines()
-    for contender in ("ours", "baseline"):
+    for contender in ("ours", "default", "baseline"):
         row = re.compile(rf"^\| 1,000 +\| 20 ms +\| {contender} +\| [0-9.]+ +\| [0-9]+ ")
         assert any(row.match(line) for line in lines), contender
     ratio = re.compile(r"^\| 1,000 +\| 20 ms +\| [0-9.]+x +\|")
@@ -69,6 +77,10 @@ def test_quick_run_prints_every_table(quick_run: tuple[str, dict]) -> None:
         for scrapers in (1, 10, 50):
             row = re.compile(rf"^\| {server} +\| {scrapers} +\| [0-9]+ +\| [0-9.]+ +\| [0-9.]+ ")
             assert any(row.match(line) for line in lines), (server, scrapers)
+    assert any(line.startswith("Open loop: 10 scrapers, each once every 0.2 s") for line in lines)
+    for server in ("ours", "alt"):
+        row = re.compile(rf"^\| {server} +\| 10 +\| 40 +\| [0-9.]+ +\| [0-9.]+ ")
+        assert sum(1 for line in lines if row.match(line)) == 1, server
     assert any(line.startswith("time: t = ") and "R^2" in line for line in lines)
     assert any(line.startswith("memory: peak RSS") for line in lines)
 
@@ -86,11 +98,21 @@ def test_quick_run_aggregates_match_ground_truth(quick_run: tuple[str, dict]) ->
     """Both contenders' category totals and invoice counts equal the simulator's truth."""
     _, report = quick_run
     contenders = {(r["contender"], r["items"]) for r in report["refresh"]}
-    assert {("ours", 1000), ("baseline", 1000)} <= contenders
+    assert {("ours", 1000), ("default", 1000), ("baseline", 1000)} <= contenders
     for record in report["refresh"]:
         assert record["check"] == "ok", record
         assert record["requests"] > 0
         assert record["bytes_sent"] > 0
+
+
+def test_quick_run_counts_steady_state_requests(quick_run: tuple[str, dict]) -> None:
+    """The steady-state run served the truth and counted every poll's requests."""
+    _, report = quick_run
+    (steady,) = report["steady"]
+    assert (steady["items"], steady["check"], steady["check_after_change"]) == (1000, "ok", "ok")
+    assert steady["first_walk"] > steady["unchanged_same_hour"] > 0
+    assert steady["day_requests"] >= steady["day_polls"] * steady["unchanged_same_hour"]
+    assert set(report["isolation"]["polls"]) == {"healthy", "hanging", "huge"}
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+from pyroaring import BitMap64
+
 from exporter.finops.billing import parse_exchange_rate
 from exporter.finops.masks import EXCHANGE_RATE_FIELDS
 from exporter.finops.records import (
@@ -49,7 +51,7 @@ from exporter.softlayer import ErrorReason, SoftLayerClient, SoftLayerError
 from exporter.wire import (
     INVOICE_FIELDS,
     DecodeError,
-    IdSet,
+    add_new_ids,
     parse_decimal,
     parse_int,
     parse_invoice,
@@ -138,7 +140,7 @@ class InvoiceCategoryAggregator:
 
     def __init__(self) -> None:
         self._sums: dict[str, list[Any]] = {}
-        self._seen = IdSet()
+        self._seen = BitMap64()
 
     @property
     def lines(self) -> int:
@@ -164,7 +166,7 @@ class InvoiceCategoryAggregator:
             )
             one_time = parse_decimal(raw.get("totalOneTimeAmount"), f"{where}.totalOneTimeAmount")
             parsed.append((line_id, code, recurring, one_time))
-        fresh = self._seen.add_new(line[0] for line in parsed)
+        fresh = add_new_ids(self._seen, [line[0] for line in parsed])
         for (_, code, recurring, one_time), new in zip(parsed, fresh, strict=True):
             if not new:
                 continue

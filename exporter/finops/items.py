@@ -38,9 +38,15 @@ from exporter.finops.records import (
     TopItem,
 )
 from exporter.snapshot import NextInvoiceBreakdown
-from exporter.wire import DecodeError, ParsedItem, parse_str
+from exporter.wire import DecodeError, ParsedItem, accrual, parse_str
 
-__all__ = ["MAX_NAME_CHARS", "ItemInsightsAggregator", "datacenter_label", "item_name"]
+__all__ = [
+    "MAX_NAME_CHARS",
+    "ItemInsightsAggregator",
+    "accrue_insights",
+    "datacenter_label",
+    "item_name",
+]
 
 #: Longest item name exported as a label value (host names and descriptions are free text).
 MAX_NAME_CHARS: Final = 100
@@ -98,6 +104,7 @@ class _Site:
     hourly: Decimal = Decimal(0)
     monthly: Decimal = Decimal(0)
     items: int = 0
+    rate: Decimal = Decimal(0)
 
     @property
     def amount(self) -> Decimal:
@@ -137,6 +144,7 @@ class ItemInsightsAggregator:
                 site.monthly = _SUM.add(site.monthly, amount)
             else:
                 site.hourly = _SUM.add(site.hourly, amount)
+                site.rate = _SUM.add(site.rate, rate)
             site.items += 1
             if not limit:
                 continue
@@ -150,6 +158,7 @@ class ItemInsightsAggregator:
                 datacenter=site.name,
                 hourly=rate is not None,
                 amount_usd=amount,
+                hourly_rate_usd=Decimal(0) if rate is None else rate,
             )
             if len(heap) >= limit:
                 heapq.heapreplace(heap, (amount, -item_id, top))
@@ -202,9 +211,48 @@ class ItemInsightsAggregator:
 
     @staticmethod
     def _totals(name: str, parts: list[_Site]) -> DatacenterTotals:
-        hourly, monthly, items = Decimal(0), Decimal(0), 0
+        hourly, monthly, rate, items = Decimal(0), Decimal(0), Decimal(0), 0
         for part in parts:
             hourly = _SUM.add(hourly, part.hourly)
             monthly = _SUM.add(monthly, part.monthly)
+            rate = _SUM.add(rate, part.rate)
             items += part.items
-        return DatacenterTotals(name=name, hourly_usd=hourly, monthly_usd=monthly, items=items)
+        return DatacenterTotals(
+            name=name, hourly_usd=hourly, monthly_usd=monthly, items=items, hourly_rate_usd=rate
+        )
+
+
+def accrue_insights(insights: ItemInsights, hours: int) -> ItemInsights:
+    """Add ``hours`` hours of hourly accrual to the datacenters, the top items and the rest.
+
+    The counterpart of :func:`exporter.wire.accrue_categories` for a poll that found the
+    items unchanged (:mod:`exporter.steady`): every running hourly item accrues the same
+    hours at its effective rate. The top set is re-ranked among itself; an item outside it
+    that would overtake one inside shows at the next walk (at most ``full_walk_interval``).
+    """
+    if not hours:
+        return insights
+    datacenters = tuple(
+        replace(site, hourly_usd=_SUM.add(site.hourly_usd, accrual(site.hourly_rate_usd, hours)))
+        for site in insights.datacenters
+    )
+    top = sorted(
+        (
+            replace(
+                item, amount_usd=_SUM.add(item.amount_usd, accrual(item.hourly_rate_usd, hours))
+            )
+            for item in insights.top_items
+        ),
+        key=lambda item: (-item.amount_usd, item.item_id),
+    )
+    rate = Decimal(0)
+    for site in insights.datacenters:
+        rate = _SUM.add(rate, site.hourly_rate_usd)
+    for item in insights.top_items:
+        rate = _SUM.subtract(rate, item.hourly_rate_usd)
+    return replace(
+        insights,
+        datacenters=datacenters,
+        top_items=tuple(top),
+        other_items_usd=_SUM.add(insights.other_items_usd, accrual(rate, hours)),
+    )

@@ -49,6 +49,8 @@ class DatacenterTotals:
     hourly_usd: Decimal
     monthly_usd: Decimal
     items: int
+    #: The hourly items' summed effective hourly rate (to accrue between walks).
+    hourly_rate_usd: Decimal = Decimal(0)
 
     @property
     def amount_usd(self) -> Decimal:
@@ -71,6 +73,8 @@ class TopItem:
     datacenter: str
     hourly: bool
     amount_usd: Decimal
+    #: Effective hourly rate of an hourly item, children included (0 for a monthly one).
+    hourly_rate_usd: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)

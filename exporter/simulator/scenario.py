@@ -13,7 +13,8 @@ can compare what the API says against it.
 
 Billing over time runs on the scenario's :class:`~exporter.simulator.clock.SimClock`
 (``scenario.clock``); :meth:`Scenario.advance` moves it and runs what SoftLayer does meanwhile
-(softlayer-api.md section 8, sources there):
+(sources: softlayer-cli fixture ``SoftLayer_Virtual_Guest/getObject.json`` for month-to-date
+hourly amounts, SLDN's SoftLayer_Billing_Invoice datatype for statuses):
 
 - hourly items accrue one hour at the top of every simulated hour: ``hoursUsed`` and the
   month-to-date ``nextInvoiceTotalRecurringAmount`` (children included) grow, monthly items
@@ -884,10 +885,22 @@ class SimAccount:
     def _hourly_charge(self, row: int, hours: int) -> tuple[int, int]:
         """(recurring, tax) mills of an hourly row after ``hours`` hours, children included."""
         tier = self.tier_of(row)
-        if tier is None:
-            rec = self.own[row] * hours
-            return rec, tax_of(rec, self.tax_bp)
-        return _hourly_totals(tier, hours, self.tax_bp)
+        children = () if tier is None else tier.children
+        charges = [self.own[row] * hours, *(child.rate * hours for child in children)]
+        return sum(charges), sum(tax_of(c, self.tax_bp) for c in charges)
+
+    def reprice(self, row: int, own: int) -> None:
+        """Give a row a new own fee (monthly) or rate (hourly); its children keep theirs."""
+        self.own[row] = own
+        if self.hourly[row]:
+            rec, tax = self._hourly_charge(row, self.hours[row])
+        else:
+            tier = self.tier_of(row)
+            fees = [own, *(() if tier is None else (child.fee for child in tier.children))]
+            rec, tax = sum(fees), sum(tax_of(f, self.tax_bp) for f in fees)
+        self.rec[row], self.tax[row] = rec, tax
+        self.p_rec = array("q", [0, *_prefix(self.rec)])
+        self.p_tax = array("q", [0, *_prefix(self.tax)])
 
     def accrue(self, moment: int) -> bool:
         """Bring every hourly row's hours and charges to ``moment``; True if anything changed.
@@ -1281,6 +1294,24 @@ class Scenario:
         if status_code is not None:
             inv.status_code = status_code
         inv.modified = self.event_time()
+        acct.version += 1
+        self.version += 1
+
+    def reprice_billing_item(self, account_id: int, item_id: int, fee: Decimal) -> None:
+        """Re-price a top-level item now: its own monthly fee, or hourly rate, becomes ``fee``.
+
+        Children keep their prices. An hourly item's month-to-date amount is rate x hours
+        used, so the hours already used count at the new rate too (a simplification: no
+        source says how SoftLayer splits a month re-priced midway).
+        """
+        acct = self.account(account_id)
+        located = acct.locate_item(item_id)
+        if located is None or located[1] != 0:
+            raise ValueError(f"account {account_id} has no top-level billing item {item_id}")
+        own = decimal_to_mills(fee)
+        if own < 0:
+            raise ValueError(f"fee must be >= 0, got {fee}")
+        acct.reprice(located[0], own)
         acct.version += 1
         self.version += 1
 

@@ -12,8 +12,9 @@ import pytest
 
 from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, RetryConfig, Secret
+from exporter.errors import ErrorReason
 from exporter.simulator import FaultKind, FaultRule, Scenario, SimulatorServer
-from exporter.softlayer import ErrorReason, SoftLayerClient, SoftLayerError
+from exporter.softlayer import SoftLayerClient, SoftLayerError
 from tests.client.conftest import make_config
 
 

@@ -120,10 +120,11 @@ async def test_capped_pages_with_the_header_are_learned_and_paged_at_the_cap(
     acct = scenario.accounts[0]
     async with SimulatorServer(scenario, rate_limit_per_second=None) as sim:
         sim.set_page_cap(40)
-        poller = make_poller(make_config(sim, scenario))
+        # Every poll walks: the second walk is what this test is about.
+        poller = make_poller(make_config(sim, scenario, full_walk_interval_seconds=0))
         assert await poller.poll_once()
         assert_matches_truth(poller.state.accounts["acct0"], scenario, acct.id)
-        client = poller._accounts[0]._client
+        client = poller.client("acct0")
         assert client.page_cap("SoftLayer_Account", "getNextInvoiceTopLevelBillingItems") == 40
         sim.reset_stats()
         assert await poller.poll_once()
@@ -154,28 +155,32 @@ async def test_absurd_total_is_retried_once_then_down_with_the_last_good_figures
         assert bad.next_invoice == good.next_invoice
         assert bad.summary == good.summary  # the forecast is held back whole
         assert bad.sources[Source.ACCOUNT].up
-        # Each walk: the first page, then at most the 4 pages in flight when one ran short.
-        assert sim.stats.requests[GET_ITEMS] <= 2 * (1 + 4 + 4)
+        # The end of the list (its total now says 1e9: a walk), then each walk: the first
+        # page, then at most the 4 pages in flight when one ran short.
+        assert sim.stats.requests[GET_ITEMS] <= 1 + 2 * (1 + 4 + 4)
         assert poller.api_stats.errors[("acct0", "incomplete")] == 2
         # One canonical event per poll, naming the retried list.
         (poll,) = [e for e in events if e["event"] == "poll"]
         assert poll["event"] == "poll"
         assert poll["lists_walked_twice"] == ["next_invoice_items"]
-        assert poll["errors"]["next_invoice_items"] == status.last_error
+        (group,) = poll["errors"]
+        assert (group["reason"], group["sources"]) == ("incomplete", ["next_invoice_items"])
+        assert status.last_error == f"{GET_ITEMS}: {group['error']}"
         sim.clear_faults()
         assert await poller.poll_once()
         assert_matches_truth(poller.state.accounts["acct0"], scenario, acct.id)
 
 
-async def test_unchanged_poll_costs_what_it_did_and_a_few_rows_more(
+async def test_a_walk_costs_what_it_did_and_a_few_rows_more(
     make_poller: PollerFactory,
 ) -> None:
-    """Requests per unchanged poll: 1 + ceil((N - P - o) / P) per list, never more than the
-    ceil(N / P) of offset paging without overlap; the same on every poll."""
+    """Requests per walk: 1 + ceil((N - P - o) / P) per list, never more than the ceil(N / P)
+    of offset paging without overlap; the same on every walk."""
     scenario = Scenario.generate(seed=25, accounts=[AccountSpec(items=1000)], now=NOW)
     acct = scenario.accounts[0]
     async with SimulatorServer(scenario, rate_limit_per_second=None) as sim:
-        poller = make_poller(make_config(sim, scenario, page_size=100))
+        config = make_config(sim, scenario, page_size=100, full_walk_interval_seconds=0)
+        poller = make_poller(config)
         items = scenario.truth(acct.id).next_invoice_item_count
         for _ in range(3):
             sim.reset_stats()
@@ -192,10 +197,13 @@ async def test_timeout_on_a_big_page_halves_it_and_clean_walks_grow_it_back(
     scenario = Scenario.generate(seed=26, accounts=[AccountSpec(items=120)], now=NOW)
     acct = scenario.accounts[0]
     async with SimulatorServer(scenario, rate_limit_per_second=None) as sim:
-        poller = make_poller(make_config(sim, scenario, page_size=40, request_timeout_seconds=0.5))
+        config = make_config(
+            sim, scenario, page_size=40, request_timeout_seconds=0.5, full_walk_interval_seconds=0
+        )
+        poller = make_poller(config)
         method = ("SoftLayer_Account", "getNextInvoiceTopLevelBillingItems")
         assert await poller.poll_once()
-        client = poller._accounts[0]._client
+        client = poller.client("acct0")
         sim.add_fault(FaultRule(kind=FaultKind.HANG, method=GET_ITEMS, times=1))
         assert await poller.poll_once()
         assert_matches_truth(poller.state.accounts["acct0"], scenario, acct.id)
@@ -272,6 +280,7 @@ async def one_walk(case: dict[str, Any]) -> None:
             page_size=case["page_size"],
             max_concurrent_requests=case["concurrency"],
             invoice_lookback_seconds=400 * 86_400.0,
+            full_walk_interval_seconds=0,  # the second poll walks: the change hits its pages
         )
         poller = Poller(config, ExporterState(("acct0",)), clock=scenario.clock.time)
         try:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta, timezone
 from decimal import Decimal
 
 import aiohttp
+import pytest
 import structlog
 
 from exporter.api_stats import ApiStats
@@ -20,6 +22,7 @@ from tests.client.conftest import (
     assert_matches_truth,
     make_config,
     pages,
+    with_accounts,
 )
 
 CENTRAL = timezone(timedelta(hours=-6))
@@ -29,12 +32,12 @@ GET_ITEMS = "SoftLayer_Account::getNextInvoiceTopLevelBillingItems"
 GET_LINES = "SoftLayer_Billing_Invoice::getInvoiceTopLevelItems"
 
 
-def expected_calls(
+def walk_calls(
     poller: Poller, scenario: Scenario, page_size: int, *, first: bool = True
 ) -> Counter[str]:
-    """Exact API calls of one clean cycle, from the truth and the window the poller used.
+    """Exact API calls of a poll that walks every list, from the truth and the window used.
 
-    On the ``first`` cycle only (then cached while the latest recurring invoice stays the
+    On the ``first`` poll only (then cached while the latest recurring invoice stays the
     same): one getInvoices more for the invoice history and the latest invoice's lines.
     """
     calls: Counter[str] = Counter()
@@ -44,16 +47,34 @@ def expected_calls(
         assert window is not None
         calls[GET_OBJECT] += 1
         # The date filter is sent one day early as a UTC wall time (see
-        # exporter.poller._FILTER_MARGIN); the simulator reads such dates as Central time.
+        # exporter.sources._FILTER_MARGIN); the simulator reads such dates as Central time.
         start = (window.since - timedelta(days=1)).replace(microsecond=0, tzinfo=CENTRAL)
         server_side = [inv for inv in truth.invoices if inv.created > start]
         calls[GET_INVOICES] += pages(len(server_side), page_size)
         calls[GET_ITEMS] += pages(truth.next_invoice_item_count, page_size)
+        if any(c.hourly_items for c in truth.categories.values()):
+            calls[GET_OBJECT] += 1  # the recurring total again: did the walk straddle a change?
         latest = truth.latest_recurring_invoice
         if first:
             calls[GET_INVOICES] += 1
         if first and latest is not None:
             calls[GET_LINES] += pages(latest.top_level_item_count, page_size)
+    return calls
+
+
+def steady_calls(poller: Poller, scenario: Scenario) -> Counter[str]:
+    """Exact API calls of a poll that finds nothing changed: the account object, the end of
+    the item list, new invoices, and the window's open invoices (if any is open)."""
+    calls: Counter[str] = Counter()
+    for account, acct in zip(poller.config.accounts, scenario.accounts, strict=True):
+        window = poller.state.accounts[account.name].invoices
+        assert window is not None
+        calls[GET_OBJECT] += 1
+        calls[GET_ITEMS] += 1
+        calls[GET_INVOICES] += 1
+        truth = scenario.truth(acct.id)
+        if any(i.status_code == "OPEN" and i.created >= window.since for i in truth.invoices):
+            calls[GET_INVOICES] += 1
     return calls
 
 
@@ -65,11 +86,12 @@ async def test_values_equal_truth_with_and_without_pending_invoice(
     sim.reset_stats()
     assert await poller.poll_once() is True
     assert poller.state.first_cycle_done
-    # Two accounts at the default page size: one call per data set (the invoice window and
-    # the recurring-invoice history are two getInvoices), 5 per account on the first cycle.
-    assert sim.stats.requests == {GET_OBJECT: 2, GET_INVOICES: 4, GET_ITEMS: 2, GET_LINES: 2}
+    # Two accounts at the default page size: one call per data set, and the recurring total
+    # read again after each item walk (both accounts have hourly items); the first poll also
+    # reads the recurring-invoice history and the latest invoice's lines.
+    assert sim.stats.requests == {GET_OBJECT: 4, GET_INVOICES: 4, GET_ITEMS: 2, GET_LINES: 2}
     stats = poller.api_stats
-    assert set(stats.methods) == {
+    assert {method for _, method, _ in stats.requests} == {
         "getObject",
         "getInvoices",
         "getNextInvoiceTopLevelBillingItems",
@@ -77,9 +99,9 @@ async def test_values_equal_truth_with_and_without_pending_invoice(
     }
     assert stats.requests[("acct1", "getInvoices", "200")] == 2
     assert stats.errors == {}
-    buckets, _, count = stats.duration_histogram("getObject")
-    assert count == 2
-    assert buckets[-1][1] == 2
+    for account in ("acct0", "acct1"):
+        buckets, _ = stats.duration(account, "getObject")
+        assert buckets[-1] == ("+Inf", 2)
     for index, acct in enumerate(scenario.accounts):
         snapshot = poller.state.accounts[f"acct{index}"]
         assert snapshot.up
@@ -126,25 +148,37 @@ async def test_hourly_monthly_and_parent_child_items(
         assert any(amounts[code] > fee for code, fee in bare.items())
 
 
-async def test_calls_per_cycle_are_exact(
+async def test_calls_per_poll_are_exact(
     sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
 ) -> None:
-    """A clean cycle makes exactly 1 getObject + ceil(I/P) + ceil(N/P) calls per account; the
-    first one also 1 history call and ceil(T/P) for the latest invoice's lines."""
+    """The first poll walks (1 getObject + W(I) + W(N) per account, plus the recurring total
+    again, the history and the latest invoice's lines); an unchanged poll then costs at most 4
+    requests per account, whatever N."""
     poller = make_poller(make_config(sim, scenario, page_size=10))
     sim.reset_stats()
     assert await poller.poll_once()
-    first = Counter(sim.stats.requests)
-    assert first == expected_calls(poller, scenario, page_size=10)
-    # The next cycle: the same but for the history and the invoice lines, both cached while
-    # the latest recurring invoice stays as it was.
-    sim.reset_stats()
-    assert await poller.poll_once()
-    second = Counter(sim.stats.requests)
-    assert second == expected_calls(poller, scenario, page_size=10, first=False)
-    history = len(scenario.accounts)
-    assert second == first - Counter({GET_LINES: first[GET_LINES], GET_INVOICES: history})
-    assert sim.stats.total == sum(second.values())
+    assert Counter(sim.stats.requests) == walk_calls(poller, scenario, page_size=10)
+    for _ in range(2):
+        sim.reset_stats()
+        assert await poller.poll_once()
+        assert Counter(sim.stats.requests) == steady_calls(poller, scenario)
+        assert sim.stats.total <= 4 * len(scenario.accounts)
+    for index, acct in enumerate(scenario.accounts):
+        assert_matches_truth(poller.state.accounts[f"acct{index}"], scenario, acct.id)
+
+
+async def test_without_steady_state_every_poll_walks(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
+) -> None:
+    """full_walk_interval 0: every poll makes exactly 1 getObject + W(I) + W(N) per account;
+    only the first adds the history and the latest invoice's lines (cached per invoice)."""
+    poller = make_poller(make_config(sim, scenario, page_size=10, full_walk_interval_seconds=0))
+    for poll in range(2):
+        sim.reset_stats()
+        assert await poller.poll_once()
+        expected = walk_calls(poller, scenario, page_size=10, first=poll == 0)
+        expected[GET_OBJECT] = len(scenario.accounts)  # no re-read: no baseline to anchor
+        assert Counter(sim.stats.requests) == expected
 
 
 async def test_many_pages_fetched_concurrently_match_truth(make_poller: PollerFactory) -> None:
@@ -169,10 +203,13 @@ async def test_large_page_internal_error_halves_and_remembers(make_poller: Polle
         sim.add_fault(
             FaultRule(kind=FaultKind.LARGE_PAGE_ERROR, method=GET_ITEMS, max_page_size=30)
         )
-        poller = make_poller(make_config(sim, scenario, page_size=100))
+        # Every poll walks: the second walk is what this test is about.
+        poller = make_poller(
+            make_config(sim, scenario, page_size=100, full_walk_interval_seconds=0)
+        )
         assert await poller.poll_once()
         assert_matches_truth(poller.state.accounts["acct0"], scenario, scenario.accounts[0].id)
-        client = poller._accounts[0]._client
+        client = poller.client("acct0")
         assert client.page_size("SoftLayer_Account", "getNextInvoiceTopLevelBillingItems") == 25
         # Next cycle starts at the remembered size: no failing request, ceil(N/25) calls.
         sim.reset_stats()
@@ -282,7 +319,9 @@ async def test_forecast_is_published_whole_or_not_at_all(
     scenario.add_billing_item(acct.id, "guest_core", Decimal("40"))
     scenario.pay_pending_invoice(acct.id)  # the balance changes too
 
-    sim.add_fault(FaultRule(kind=FaultKind.PERMISSION_DENIED, method=GET_OBJECT, times=1))
+    # Faults on acct0 only: the other account's requests must not take them.
+    denied = FaultRule(kind=FaultKind.PERMISSION_DENIED, account_id=acct.id, times=1)
+    sim.add_fault(replace(denied, method=GET_OBJECT))
     assert not await poller.poll_once()
     held = poller.state.accounts["acct0"]
     assert held.next_invoice == first.next_invoice
@@ -293,7 +332,7 @@ async def test_forecast_is_published_whole_or_not_at_all(
     assert "not published" in items.last_error
     assert items.last_success == first.sources[Source.NEXT_INVOICE_ITEMS].last_success
 
-    sim.add_fault(FaultRule(kind=FaultKind.PERMISSION_DENIED, method=GET_ITEMS, times=1))
+    sim.add_fault(replace(denied, method=GET_ITEMS))
     assert not await poller.poll_once()
     partial = poller.state.accounts["acct0"]
     truth = scenario.truth(acct.id)
@@ -364,3 +403,72 @@ async def test_undocumented_codes_are_served_under_their_own_code_and_logged_onc
     assert window is not None
     if older.created >= window.since:
         assert window.counts[("SURPRISE", older.status_code)] == 1
+
+
+_HISTORY = Source.INVOICE_HISTORY
+
+
+@pytest.mark.parametrize(
+    ("off", "first", "later"),
+    [
+        ({Source.INVOICES, _HISTORY}, {GET_OBJECT, GET_ITEMS}, {GET_OBJECT, GET_ITEMS}),
+        (
+            {Source.NEXT_INVOICE_ITEMS, _HISTORY},
+            {GET_OBJECT, GET_INVOICES},
+            {GET_OBJECT, GET_INVOICES},
+        ),
+        (
+            {Source.LATEST_RECURRING_INVOICE, Source.PENDING_INVOICE, _HISTORY},
+            {GET_OBJECT, GET_INVOICES, GET_ITEMS},
+            {GET_OBJECT, GET_INVOICES, GET_ITEMS},
+        ),
+        # Only the invoice window: no account object at all.
+        (set(Source) - {Source.INVOICES}, {GET_INVOICES}, {GET_INVOICES}),
+        # The items' forecast and change checks still need the account's next-invoice totals:
+        # getObject is asked for them, the account source itself is not published.
+        (
+            set(Source) - {Source.NEXT_INVOICE_ITEMS},
+            {GET_OBJECT, GET_ITEMS},
+            {GET_OBJECT, GET_ITEMS},
+        ),
+        # The history needs the latest recurring invoice to see it change (getObject), walks
+        # the latest invoice's lines once, then asks nothing while that invoice stays.
+        (set(Source) - {_HISTORY}, {GET_OBJECT, GET_INVOICES, GET_LINES}, {GET_OBJECT}),
+        (set(Source) - {Source.BILLING_INFO}, {GET_OBJECT}, {GET_OBJECT}),
+    ],
+)
+async def test_switched_off_sources_are_never_requested(
+    sim: SimulatorServer,
+    scenario: Scenario,
+    make_poller: PollerFactory,
+    off: set[Source],
+    first: set[str],
+    later: set[str],
+) -> None:
+    """sources: {x: false}: x's calls are never made, its series are absent (no data, no
+    source status), and the sources left on are served exactly as usual."""
+    config = with_accounts(make_config(sim, scenario), "acct0")
+    account = replace(config.accounts[0], sources=frozenset(Source) - off)
+    poller = make_poller(replace(config, accounts=(account,)))
+    acct = scenario.accounts[0]
+    for methods in (first, later):  # the first poll walks, the second checks: neither asks for x
+        sim.reset_stats()
+        assert await poller.poll_once()
+        assert set(sim.stats.requests) == methods
+    snapshot = poller.state.accounts["acct0"]
+    assert set(snapshot.sources) == set(Source) - off
+    fields = {
+        Source.ACCOUNT: snapshot.summary,
+        Source.LATEST_RECURRING_INVOICE: snapshot.latest_recurring_invoice,
+        Source.PENDING_INVOICE: snapshot.pending_invoice,
+        Source.INVOICES: snapshot.invoices,
+        Source.NEXT_INVOICE_ITEMS: snapshot.next_invoice,
+        Source.BILLING_INFO: snapshot.billing,
+        Source.INVOICE_HISTORY: snapshot.history,
+    }
+    assert {source for source, data in fields.items() if data is None} == off
+    truth = scenario.truth(acct.id)
+    if snapshot.next_invoice is not None:
+        assert snapshot.next_invoice.item_count == truth.next_invoice_item_count
+    if snapshot.summary is not None:
+        assert snapshot.summary.next_invoice_pre_tax_usd == truth.next_invoice_pre_tax

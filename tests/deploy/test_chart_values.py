@@ -207,9 +207,8 @@ def test_prometheus_rule_is_the_rules_file(rendered: dict[str, list[dict[str, An
     assert rule["spec"] == yaml.safe_load(text)
     assert rule["spec"]["groups"], "the rules file has no groups"
     source = ROOT / "grafana" / "alerts" / "softlayer-billing.rules.yml"
-    if source.is_file():  # grafana/ merged: the rules are also grafana's, not only the copy's
-        source_text = source.read_text(encoding="utf-8").replace('job="softlayer"', job)
-        assert rule["spec"] == yaml.safe_load(source_text)
+    source_text = source.read_text(encoding="utf-8").replace('job="softlayer"', job)
+    assert rule["spec"] == yaml.safe_load(source_text)
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 

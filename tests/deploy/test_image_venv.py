@@ -32,6 +32,8 @@ import pytest
 
 from tests.deploy.dockerfile import ROOT, exec_form, stages
 
+pytestmark = pytest.mark.e2e
+
 NOBODY = 65534
 STARTUP_SECONDS = 60.0
 
@@ -67,11 +69,6 @@ def workdir() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def venv(workdir: Path) -> Path:
     """The venv built by the Dockerfile's build stage, replayed outside Docker."""
-    if (
-        not (ROOT / "exporter" / "cli.py").is_file()
-        or not (ROOT / "exporter" / "demo.py").is_file()
-    ):
-        pytest.skip("exporter/cli.py and exporter/demo.py (--demo, helper serve) not merged yet")
     build, _ = stages()
     src = workdir / "src"
     src.mkdir()
@@ -117,15 +114,37 @@ def _user_prefix() -> list[str]:
     return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
 
 
-def _lines(stream: object, into: queue.Queue[str]) -> None:
+def _lines(stream: object, into: queue.Queue[str | None]) -> None:
     for line in stream:  # type: ignore[attr-defined]
         into.put(line)
+    into.put(None)  # end of output: the process is exiting
 
 
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _metrics_url(process: subprocess.Popen[str]) -> tuple[str | None, list[str]]:
+    """The metrics URL the demo prints, or None if it exits first; and the lines read."""
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_lines, args=(process.stdout, lines), daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            break
+        if line is None:
+            process.wait(timeout=30)
+            break
+        seen.append(line)
+        match = re.search(r"metrics:\s+(http://127\.0\.0\.1:\d+)/metrics", line)
+        if match:
+            return match.group(1), seen
+    return None, seen
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -149,40 +168,25 @@ def test_installed_console_script_serves_demo_metrics_unprivileged(
         env.update({k: v for k, v in _env_pairs(args).items() if k != "PATH"})
     (entrypoint,) = runtime.args("ENTRYPOINT")
     installed = sorted(venv.rglob("*"))
-    argv = [
-        *_user_prefix(),
-        str(venv / "bin" / exec_form(entrypoint)[0]),
-        "--demo",
-        "--web.listen-address",
-        f"127.0.0.1:{_free_port()}",  # a fixed port, as in the image: the health check reads it
-        "--log.format",
-        "json",
-    ]
-    process = subprocess.Popen(
-        argv,
-        cwd=readonly,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_lines, args=(process.stdout, lines), daemon=True).start()
-    seen: list[str] = []
+    command = [*_user_prefix(), str(venv / "bin" / exec_form(entrypoint)[0]), "--demo"]
+    # A fixed port, as in the image: the health check reads it from the command line. The
+    # port is free when chosen but another process may bind it first: then start again.
+    for _ in range(3):
+        port = _free_port()
+        process = subprocess.Popen(
+            [*command, "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json"],
+            cwd=readonly,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        base, seen = _metrics_url(process)
+        if base is not None or '"listen_failed"' not in "".join(seen):
+            break
+    deadline = time.monotonic() + STARTUP_SECONDS
     try:
-        base = None
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while base is None:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, "no metrics URL printed:\n" + "".join(seen)
-            try:
-                line = lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            seen.append(line)
-            match = re.search(r"metrics:\s+(http://127\.0\.0\.1:\d+)/metrics", line)
-            base = match.group(1) if match else None
-
+        assert base is not None, "no metrics URL printed:\n" + "".join(seen)
         if os.geteuid() == 0:
             status = Path(f"/proc/{process.pid}/status").read_text(encoding="utf-8")
             uids = re.search(r"^Uid:\s+(.*)$", status, re.MULTILINE)

@@ -18,11 +18,11 @@ from yarl import URL
 
 from exporter.netdiag import proxy_for
 from exporter.simulator import Scenario, SimulatorServer
+from tests.conftest import refused_port
 from tests.field.conftest import (
     PROXY_SOURCE,
     Certs,
     Relay,
-    free_port,
     run_once,
     tinyproxy,
     write_config,
@@ -34,6 +34,7 @@ def _secrets(scenario: Scenario) -> list[str]:
     return [account.api_key, account.iam_api_key]
 
 
+@pytest.mark.e2e
 async def test_http_endpoint_through_http_proxy(
     tmp_path: Path, sim: SimulatorServer, scenario: Scenario
 ) -> None:
@@ -71,6 +72,7 @@ async def test_http_endpoint_through_http_proxy(
         assert secret not in "\n".join(logged)
 
 
+@pytest.mark.e2e
 async def test_https_endpoint_and_iam_through_connect_tunnel(
     tmp_path: Path, sim: SimulatorServer, scenario: Scenario, certs: Certs
 ) -> None:
@@ -113,6 +115,7 @@ async def test_https_endpoint_and_iam_through_connect_tunnel(
         assert secret not in run.stderr + direct.stderr
 
 
+@pytest.mark.e2e
 async def test_proxy_that_refuses_the_tunnel(
     tmp_path: Path, sim: SimulatorServer, scenario: Scenario, certs: Certs
 ) -> None:
@@ -145,16 +148,17 @@ async def test_proxy_that_refuses_the_tunnel(
     assert poll["outcome"] == "failed"
 
 
+@pytest.mark.e2e
 async def test_proxy_that_is_down(tmp_path: Path, scenario: Scenario) -> None:
     """HTTPS_PROXY naming a port nobody listens on: the error names the proxy, not the API."""
     account = scenario.accounts[0]
-    port = free_port()
     config = write_config(
         tmp_path / "config.yaml",
         endpoint="https://api.softlayer.com/rest/v3.1/",
         auth={"method": "classic", "username": account.username},
     )
-    run = await run_once(config, account.api_key, HTTPS_PROXY=f"http://127.0.0.1:{port}")
+    with refused_port() as port:
+        run = await run_once(config, account.api_key, HTTPS_PROXY=f"http://127.0.0.1:{port}")
     assert run.returncode == 1
     assert run.sample("softlayer_api_errors_total", account="prod", reason="network")
     (warning,) = run.named("api_failing")
@@ -165,6 +169,7 @@ async def test_proxy_that_is_down(tmp_path: Path, scenario: Scenario) -> None:
     assert "ssl:default" not in run.stderr
 
 
+@pytest.mark.e2e
 async def test_netrc_is_not_consulted(
     tmp_path: Path, sim: SimulatorServer, scenario: Scenario
 ) -> None:
@@ -234,6 +239,7 @@ def test_proxy_credentials_become_proxy_authorization(monkeypatch: pytest.Monkey
     assert found["proxy_headers"] == {"Proxy-Authorization": expected}
 
 
+@pytest.mark.e2e
 async def test_proxy_that_wants_credentials(
     tmp_path: Path, sim: SimulatorServer, scenario: Scenario, certs: Certs
 ) -> None:

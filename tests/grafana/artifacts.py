@@ -29,20 +29,6 @@ ALERTMANAGER_FILE = GRAFANA / "alertmanager" / "alertmanager.yml"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
-#: New series of the metric contract agreed with the billing-clock work (see TEAM.md's
-#: contract: state-set status, projections, cycle bounds, payment failures). Until that work
-#: lands, docs/metrics.md and the exporter lack them and the name tests mark them xfail;
-#: afterwards they pass like every other name.
-PENDING_CONTRACT = frozenset(
-    {
-        "softlayer_invoice_status",
-        "softlayer_next_invoice_category_projected_usd",
-        "softlayer_next_invoice_projected_pre_tax_usd",
-        "softlayer_billing_cycle_start_timestamp_seconds",
-        "softlayer_billing_cycle_end_timestamp_seconds",
-        "softlayer_invoice_last_payment_failure_timestamp_seconds",
-    }
-)
 #: Prometheus' own series that dashboards and rules may use besides the contract.
 PROMETHEUS_METRICS = frozenset({"up"})
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -200,14 +186,6 @@ def runbook_anchors() -> set[str]:
     """Return the anchors of the second-level headings of docs/runbooks.md."""
     headings = re.findall(r"^## (.+)$", RUNBOOKS.read_text(encoding="utf-8"), re.MULTILINE)
     return {github_anchor(heading) for heading in headings}
-
-
-def exporter_available() -> bool:
-    """Tell whether the exporter CLI, its demo and the simulator are importable (merged)."""
-    return all(
-        importlib.util.find_spec(module) is not None
-        for module in ("exporter.cli", "exporter.demo", "exporter.simulator")
-    )
 
 
 def substitute(expr: str, variables: dict[str, str]) -> str:

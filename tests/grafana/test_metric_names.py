@@ -78,8 +78,6 @@ def test_metric_name_exists(name: str) -> None:
         return
     if name in artifacts.PROMETHEUS_METRICS:
         return
-    if name in artifacts.PENDING_CONTRACT and not artifacts.family_of(name, DOCUMENTED):
-        pytest.xfail(f"{name}: contract metric, documented once the billing-clock work lands")
     assert artifacts.family_of(name, DOCUMENTED), (
         f"{name} is not in docs/metrics.md; used in {places}"
     )
@@ -111,9 +109,7 @@ accounts:
 """
 
 
-@pytest.mark.skipif(
-    not artifacts.exporter_available(), reason="exporter CLI and simulator not merged yet"
-)
+@pytest.mark.e2e
 def test_metric_names_exist_in_real_exporter_output(tmp_path: Path) -> None:
     """Every contract name used is a family the real exporter serves (demo, one poll)."""
     config = tmp_path / "config.yaml"
@@ -138,8 +134,4 @@ def test_metric_names_exist_in_real_exporter_output(tmp_path: Path) -> None:
         and name not in artifacts.PROMETHEUS_METRICS
         and artifacts.family_of(name, served) is None
     }
-    assert not {name for name in missing if name not in artifacts.PENDING_CONTRACT}, (
-        f"not served by the exporter: {missing}"
-    )
-    if missing:
-        pytest.xfail(f"contract metrics not served until the billing-clock work lands: {missing}")
+    assert not missing, f"not served by the exporter: {missing}"

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.simulator import Scenario, SimulatorServer
+from tests.field.conftest import Relay
 
 #: Deadline for anything the tests wait on; a wait that hits it is a failure, not a timing claim.
 DEADLINE_SECONDS = 60.0
@@ -107,8 +108,11 @@ def fast_header(budget: float, timeout: str = "1s", attempts: int = 2) -> str:
 class ExporterProcess:
     """The real ``softlayer-billing-exporter`` in a subprocess, with its JSON logs parsed live."""
 
-    def __init__(self, config: Path, env: dict[str, str], *extra: str) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str], *extra: str, wrapper: Iterable[str] = ()
+    ) -> None:
         self.args = [
+            *wrapper,
             *exporter_command(),
             "--config.file",
             str(config),
@@ -216,16 +220,47 @@ class ExporterProcess:
         return await asyncio.wait_for(self.proc.wait(), DEADLINE_SECONDS)
 
 
-async def restart_on_same_port(
-    sim: SimulatorServer, scenario: Scenario, rate_limit_per_second: int
-) -> SimulatorServer:
-    """A fresh simulator on the port a stopped one used, with the same scenario."""
-    fresh = SimulatorServer(
-        scenario,
-        host="127.0.0.1",
-        port=sim.port,
-        latency_seconds=0.0,
-        rate_limit_per_second=rate_limit_per_second,
-    )
-    await fresh.start()
-    return fresh
+def _port_sharing_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
+
+
+class Gate(Relay):
+    """A relay to ``target_port`` on a port that refuses connections while closed.
+
+    The port stays bound by a socket that never listens (with SO_REUSEPORT, so the relay's
+    listener can share it): while the gate is closed every connection is refused, and no
+    other process can take the port in between, as one could after a server released it.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port, admit="127.0.0.1")
+        self._holder = _port_sharing_socket()
+        self._holder.bind(("127.0.0.1", 0))
+        self.port = int(self._holder.getsockname()[1])
+
+    async def __aenter__(self) -> Gate:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+        self._holder.close()
+
+    async def open(self) -> None:
+        """Accept connections again, on the same port."""
+        listener = _port_sharing_socket()
+        listener.bind(("127.0.0.1", self.port))
+        self._server = await asyncio.start_server(self._handle, sock=listener)
+
+    async def close(self) -> None:
+        """Refuse new connections and drop the open ones, like a server that went away."""
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None

@@ -32,6 +32,8 @@ from .conftest import (
     write_config,
 )
 
+pytestmark = pytest.mark.e2e
+
 CLASSIC_KEY = "PLANTEDclassicKEYe2e0123456789abcdefDONOTLEAK"
 IAM_KEY = "PLANTEDiamKEYe2e0123456789abcdefDONOTLEAK"
 #: The simulator's IAM tokens look like ``sim.<token_urlsafe(24)>``.

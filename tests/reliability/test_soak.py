@@ -25,8 +25,8 @@ import pytest
 import structlog
 
 from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, RetryConfig, Secret
+from exporter.exposition import Exposition
 from exporter.logs import configure_logging
-from exporter.metrics import build_registry
 from exporter.poller import Poller
 from exporter.server import create_app, start_server
 from exporter.simulator import AccountSpec, Scenario, SimulatorServer
@@ -89,15 +89,8 @@ async def soak(cycles: int, rss_bound_bytes: int) -> dict[str, int]:
         )
         state = ExporterState(names)
         poller = Poller(config, state)
-        runner, urls = await start_server(
-            create_app(
-                state,
-                build_registry(state, poller.api_stats, config),
-                api_stats=poller.api_stats,
-            ),
-            "127.0.0.1",
-            0,
-        )
+        exposition = Exposition(state, poller.api_stats, config)
+        runner, urls = await start_server(create_app(state, exposition), "127.0.0.1", 0)
         metrics_url = urls[0].rstrip("/") + "/metrics"
         changing = scenario.accounts[0].id
         added: list[int] = []
@@ -128,6 +121,7 @@ async def soak(cycles: int, rss_bound_bytes: int) -> dict[str, int]:
                             )
                         )
                     assert await poller.poll_once(), f"cycle {cycle} failed"
+                    await exposition.refreshed()
                     async with session.get(metrics_url) as resp:
                         assert resp.status == 200
                         samples = parse_samples(await resp.text())

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import MappingProxyType
 
+from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, Secret, Thresholds
 from exporter.finops.records import (
     BillingProfile,
@@ -20,7 +20,6 @@ from exporter.finops.records import (
     ItemInsights,
     TopItem,
 )
-from exporter.metrics import build_registry
 from exporter.snapshot import (
     INVOICE_STATUSES,
     INVOICE_TYPES,
@@ -232,28 +231,15 @@ def state(*snapshots: AccountSnapshot) -> ExporterState:
     return result
 
 
-class FakeApiStats:
-    """Shaped like exporter.api_stats.ApiStats, with fixed numbers."""
-
-    BOUNDS = (0.1, 1.0, math.inf)
-
-    def __init__(self) -> None:
-        self.version = 0  # fixed numbers: they never change
-        self.requests = MappingProxyType(
-            {
-                ("prod", "getObject", "200"): 5,
-                ("prod", "getInvoices", "500"): 2,
-                ("prod", "getInvoices", "none"): 1,
-            }
-        )
-        self.errors = MappingProxyType({("prod", "server"): 2, ("prod", "timeout"): 1})
-        self.methods = ["getInvoices", "getObject"]
-
-    def duration_histogram(self, method: str) -> tuple[list[tuple[float, int]], float, int]:
-        if method == "getObject":
-            return [(0.1, 1), (1.0, 4), (math.inf, 5)], 2.75, 5
-        return [(0.1, 0), (1.0, 0), (math.inf, 3)], 61.5, 3
-
-
-def build_registry_for_tests():
-    return build_registry(ExporterState(), None, config(), process_metrics=False)
+def api_stats() -> ApiStats:
+    """Real API statistics with fixed numbers: 5 getObject and 3 getInvoices attempts."""
+    stats = ApiStats()
+    # le=0.1: 1, le=1.0: 4, +Inf: 5, sum 2.75
+    for seconds in (0.05, 0.5, 0.5, 0.5, 1.2):
+        stats.record_request("prod", "getObject", "200", seconds)
+    # all above 1 s: sum 61.5
+    for code in ("500", "500", "none"):
+        stats.record_request("prod", "getInvoices", code, 20.5)
+    for reason in ("server", "server", "timeout"):
+        stats.record_error("prod", reason)
+    return stats

@@ -8,13 +8,14 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 import structlog
 
-from exporter.metrics import build_registry
-from exporter.server import create_app, start_server
+from exporter.exposition import Exposition
+from exporter.server import EXPOSITION, HEADER_TIMEOUT_SECONDS, create_app, start_server
 from exporter.snapshot import ExporterState
 from exporter.webconfig import WebConfig
 from tests.conftest import require_tool
@@ -43,7 +44,7 @@ class FakePoller:
     def __init__(self, state: ExporterState, *snapshots: b.AccountSnapshot) -> None:
         self.state = state
         self.snapshots = snapshots
-        self.api_stats = b.FakeApiStats()
+        self.api_stats = b.api_stats()
         self.release = asyncio.Event()
         self.cycle_done = asyncio.Event()
         self.crash = False
@@ -78,15 +79,29 @@ class Running:
     poller: FakePoller
     state: ExporterState
     session: aiohttp.ClientSession
+    runner: aiohttp.web.AppRunner
 
 
 async def run_app(
-    state: ExporterState, poller: FakePoller | None, web_config: WebConfig | None = None
+    state: ExporterState,
+    poller: FakePoller | None,
+    web_config: WebConfig | None = None,
+    *,
+    header_timeout: float = HEADER_TIMEOUT_SECONDS,
+    **options: Any,
 ) -> tuple[aiohttp.web.AppRunner, str]:
-    registry = build_registry(state, None if poller is None else poller.api_stats, b.config())
-    app = create_app(state, registry, poller=poller, web_config=web_config)
-    runner, urls = await start_server(app, "127.0.0.1", 0, web_config)
+    api_stats = b.api_stats() if poller is None else poller.api_stats
+    exposition = Exposition(state, api_stats, b.config())
+    app = create_app(state, exposition, poller=poller, web_config=web_config, **options)
+    runner, urls = await start_server(
+        app, "127.0.0.1", 0, web_config, header_timeout=header_timeout
+    )
     return runner, urls[0]
+
+
+async def refreshed(runner: aiohttp.web.AppRunner) -> None:
+    """Wait until what is published now is what /metrics serves."""
+    await runner.app[EXPOSITION].refreshed()
 
 
 @pytest.fixture(name="running")
@@ -95,7 +110,7 @@ async def _running() -> AsyncIterator[Running]:
     poller = FakePoller(state, b.full_snapshot())
     runner, url = await run_app(state, poller)
     async with aiohttp.ClientSession() as session:
-        yield Running(url, poller, state, session)
+        yield Running(url, poller, state, session, runner)
     await runner.cleanup()
 
 

@@ -89,6 +89,7 @@ class TestUsageErrors:
         assert info.value.code == 2
         assert "invalid choice" in capsys.readouterr().err
 
+    @pytest.mark.e2e
     def test_console_script_exit_code(self, tmp_path):
         """The installed command (python -m exporter) exits 2 on a bad config."""
         path = tmp_path / "c.yaml"
@@ -266,6 +267,7 @@ class TestConfigCheck:
         ],
         ids=["deep", "400-digits", "float-key", "tags", "dev-zero", "slow-rate"],
     )
+    @pytest.mark.e2e
     def test_hostile_inputs_exit_2_without_traceback(self, tmp_path, text):
         """Hostile config files exit 2 with a message, never a traceback or the secret."""
         path = tmp_path / "c.yaml"

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import load_config
 from exporter.demo import DEMO_POLL_INTERVAL_ENV, DEMO_SEED
-from exporter.metrics import build_registry
+from exporter.exposition import Exposition
 from exporter.poller import Poller
 from exporter.server import create_app, start_server
 from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
@@ -27,6 +27,8 @@ from exporter.snapshot import ExporterState
 from tests.conftest import require_tool
 
 from .builders import PLANTED_KEY
+
+pytestmark = pytest.mark.e2e
 
 LIMIT_SECONDS = 30.0
 SHUTDOWN_LIMIT_SECONDS = 5.0
@@ -294,9 +296,7 @@ class TestSecrets:
         errors = [s.last_error or "" for s in state.accounts["leaky"].sources.values()]
         assert any(errors)
         assert not [e for e in errors if PLANTED_KEY in e]
-        app = create_app(
-            state, build_registry(state, poller.api_stats, config), api_stats=poller.api_stats
-        )
+        app = create_app(state, Exposition(state, poller.api_stats, config))
         runner, urls = await start_server(app, "127.0.0.1", 0)
         try:
             async with aiohttp.ClientSession() as session:

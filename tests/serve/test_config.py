@@ -98,7 +98,7 @@ class TestValid:
         """A minimal config gets the documented defaults."""
         config = config_from_dict(minimal(), environ=ENV)
         assert config.poll_interval_seconds == 900
-        assert config.max_requests_per_second == 10
+        assert config.max_requests_per_second == 45
         assert config.page_size == 100
         assert config.top_categories == 20
         assert config.accounts[0].endpoint == PUBLIC_ENDPOINT

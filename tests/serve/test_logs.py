@@ -9,7 +9,9 @@ import logging
 import pytest
 import structlog
 
+from exporter.cli import main
 from exporter.logs import REDACTED, configure_logging, redact, register_secret
+from exporter.simulator import AccountSpec, Scenario, ThreadedSimulator
 
 from .builders import PLANTED_KEY
 
@@ -92,6 +94,28 @@ class TestRedaction:
         assert first["token"] == REDACTED
         assert first["nested"] == {"password": REDACTED}
         assert second["event"] == "failed"
+
+    def test_the_cli_registers_every_loaded_key(self, tmp_path, monkeypatch, capsys):
+        """A key the CLI loaded is redacted from a later line no pattern would catch.
+
+        No earlier test can have registered it: the registry starts empty in every test.
+        """
+        scenario = Scenario.generate(seed=5, accounts=[AccountSpec(items=2, invoice_months=1)])
+        account = scenario.accounts[0]
+        account.api_key = PLANTED_KEY
+        monkeypatch.setenv("SL_TEST_KEY", PLANTED_KEY)
+        with ThreadedSimulator(scenario, host="127.0.0.1", port=0) as sim:
+            config = tmp_path / "c.yaml"
+            config.write_text(
+                f"accounts:\n  - name: a\n    endpoint: {sim.endpoint}\n    auth: "
+                f"{{method: classic, username: {json.dumps(account.username)}, "
+                "api_key_env: SL_TEST_KEY}\n"
+            )
+            assert main(["--config.file", str(config), "--once", "--log.format", "json"]) == 0
+        structlog.get_logger().error("library_error", detail=f"upstream said {PLANTED_KEY}")
+        err = capsys.readouterr().err
+        assert PLANTED_KEY not in err
+        assert f"upstream said {REDACTED}" in err
 
     @pytest.mark.parametrize(
         "text",

@@ -51,7 +51,7 @@ def _values() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     )
     collector = SnapshotCollector(
         b.state(b.full_snapshot(down=[Source.INVOICES])),
-        b.FakeApiStats(),
+        b.api_stats(),
         b.config(b.account(thresholds=thresholds)),
     )
     return samples(collector)
@@ -376,20 +376,34 @@ class TestValues:
             assert values[key("softlayer_api_errors_total", account="prod", reason=reason)] == 0
         assert (
             values[
-                key("softlayer_api_request_duration_seconds_bucket", method="getObject", le="0.1")
+                key(
+                    "softlayer_api_request_duration_seconds_bucket",
+                    account="prod",
+                    method="getObject",
+                    le="0.1",
+                )
             ]
             == 1
         )
         assert (
             values[
-                key("softlayer_api_request_duration_seconds_bucket", method="getObject", le="+Inf")
+                key(
+                    "softlayer_api_request_duration_seconds_bucket",
+                    account="prod",
+                    method="getObject",
+                    le="+Inf",
+                )
             ]
             == 5
         )
-        assert values[key("softlayer_api_request_duration_seconds_count", method="getObject")] == 5
-        assert (
-            values[key("softlayer_api_request_duration_seconds_sum", method="getInvoices")] == 61.5
+        count = key(
+            "softlayer_api_request_duration_seconds_count", account="prod", method="getObject"
         )
+        assert values[count] == 5
+        total = key(
+            "softlayer_api_request_duration_seconds_sum", account="prod", method="getInvoices"
+        )
+        assert values[total] == 61.5
 
     def test_build_info(self, values):
         """Build info carries the package version."""
@@ -439,7 +453,7 @@ class TestLifecycle:
 
     def test_exposition_formats(self):
         """The registry renders in both text formats, without timestamps or the secret."""
-        registry = build_registry(b.state(b.full_snapshot()), b.FakeApiStats(), b.config())
+        registry = build_registry(b.state(b.full_snapshot()), b.api_stats(), b.config())
         text = generate_latest(registry).decode()
         assert 'softlayer_account_balance_usd{account="prod"} -12.34' in text
         assert b.PLANTED_KEY not in text
@@ -502,7 +516,7 @@ def _normalise_help(text: str) -> str:
 def _served() -> dict[str, dict[str, object]]:
     collector = SnapshotCollector(
         b.state(b.full_snapshot()),
-        b.FakeApiStats(),
+        b.api_stats(),
         b.config(
             b.account(
                 thresholds=Thresholds(
@@ -574,7 +588,7 @@ class TestDocumentation:
 class TestPromtool:
     def test_promtool_check_metrics(self):
         """promtool check metrics accepts the full exposition (every family populated)."""
-        registry = build_registry(b.state(b.full_snapshot()), b.FakeApiStats(), b.config())
+        registry = build_registry(b.state(b.full_snapshot()), b.api_stats(), b.config())
         result = subprocess.run(
             [require_tool("promtool"), "check", "metrics"],
             input=generate_latest(registry),

@@ -10,7 +10,7 @@ from . import builders as b
 
 def grace_samples(thresholds: Thresholds) -> dict[str, float]:
     collector = SnapshotCollector(
-        b.state(b.full_snapshot()), b.FakeApiStats(), b.config(b.account(thresholds=thresholds))
+        b.state(b.full_snapshot()), b.api_stats(), b.config(b.account(thresholds=thresholds))
     )
     return {
         sample.labels["kind"]: sample.value

@@ -17,6 +17,8 @@ from tests.conftest import require_tool
 from . import builders as b
 from .conftest import run_app
 
+pytestmark = pytest.mark.e2e
+
 PASSWORD = "scrape-me"
 DEADLINE_SECONDS = 60.0
 

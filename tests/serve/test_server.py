@@ -10,11 +10,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from exporter.exposition import Exposition
 from exporter.server import POLLER_TASK, create_app, parse_listen_address, start_server
 from exporter.snapshot import ExporterState, Source
 
 from . import builders as b
-from .conftest import FakePoller, run_app
+from .conftest import FakePoller, refreshed, run_app
 
 
 class TestMetrics:
@@ -62,11 +63,12 @@ class TestMetrics:
 
 class TestProbes:
     async def test_readyz_after_first_cycle(self, running):
-        """/readyz is 503 until the first poll cycle finished, then 200."""
+        """/readyz is 503 until the first poll cycle finished and /metrics serves it, then 200."""
         async with running.session.get(running.url + "/readyz") as resp:
             assert resp.status == 503
         running.poller.release.set()
         await running.poller.cycle_done.wait()
+        await refreshed(running.runner)
         async with running.session.get(running.url + "/readyz") as resp:
             assert resp.status == 200
 
@@ -85,8 +87,11 @@ class TestProbes:
             with capture_logs() as logs:
                 poller.release.set()
                 task = runner.app[POLLER_TASK]
-                await asyncio.wait({task})
-                await asyncio.sleep(0)  # done-callbacks run on the next loop iteration
+                reported = asyncio.Event()
+                # A task's done-callbacks run in the order they were added (each via
+                # call_soon): this one runs right after the server's, which logs the death.
+                task.add_done_callback(lambda _: reported.set())
+                await reported.wait()
             assert [e["event"] for e in logs] == ["poller_failed"]
             assert "poller bug" in logs[0]["error"]
             async with aiohttp.ClientSession() as session, session.get(url + "/healthz") as resp:
@@ -177,7 +182,8 @@ class TestListenAddress:
 
     async def test_reports_bound_port(self):
         """Binding port 0 reports the real port in the URL."""
-        app = create_app(ExporterState(), b.build_registry_for_tests())
+        state = ExporterState()
+        app = create_app(state, Exposition(state, b.api_stats(), b.config()))
         runner, urls = await start_server(app, "127.0.0.1", 0)
         try:
             assert urls[0].startswith("http://127.0.0.1:")

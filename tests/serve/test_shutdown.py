@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from exporter.demo import DEMO_POLL_INTERVAL_ENV
+
 from .builders import PLANTED_KEY
+
+pytestmark = pytest.mark.e2e
 
 SHUTDOWN_LIMIT_SECONDS = 5.0
 STARTUP_LIMIT_SECONDS = 30.0
@@ -160,3 +165,53 @@ async def test_sigint_when_idle(tmp_path):
     assert PLANTED_KEY not in json.dumps(exporter.lines)
     polls = [line for line in exporter.lines if line["event"] == "poll"]
     assert [(p["account"], p["outcome"]) for p in polls] == [("prod", "failed")]
+
+
+async def test_second_sigterm_during_shutdown_still_exits_0(tmp_path, hanging):
+    """A SIGTERM sent while the exporter is already stopping changes nothing: exit 0."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"poll_interval: 1h\nrequest_timeout: 5m\naccounts:\n  - name: prod\n"
+        f"    endpoint: {hanging.url}\n"
+        f"    auth: {{method: classic, username: u, api_key_env: SL_KEY}}\n"
+    )
+    exporter = await start_exporter("--config.file", str(config), env={"SL_KEY": PLANTED_KEY})
+    try:
+        await asyncio.wait_for(hanging.request_seen.wait(), STARTUP_LIMIT_SECONDS)
+        exporter.proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(seen(exporter, "shutting_down"), SHUTDOWN_LIMIT_SECONDS)
+        with contextlib.suppress(ProcessLookupError):  # it may be gone already: fine too
+            exporter.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(exporter.proc.wait(), SHUTDOWN_LIMIT_SECONDS)
+        await exporter.reader
+    finally:
+        if exporter.proc.returncode is None:
+            exporter.proc.kill()
+            await exporter.proc.wait()
+    assert code == 0
+    assert not [line for line in exporter.lines if line["level"] == "error"]
+
+
+async def test_sighup_without_a_config_file_is_logged(tmp_path):
+    """SIGHUP in --demo (nothing to read again) is a log line, not the default exit 129."""
+    exporter = await start_exporter("--demo", env={DEMO_POLL_INTERVAL_ENV: "1h"})
+    try:
+        exporter.proc.send_signal(signal.SIGHUP)
+        await asyncio.wait_for(seen(exporter, "reload_unavailable"), STARTUP_LIMIT_SECONDS)
+        assert exporter.proc.returncode is None
+        exporter.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(exporter.proc.wait(), SHUTDOWN_LIMIT_SECONDS)
+        await exporter.reader
+    finally:
+        if exporter.proc.returncode is None:
+            exporter.proc.kill()
+            await exporter.proc.wait()
+    assert code == 0
+
+
+async def seen(exporter: Exporter, event: str) -> None:
+    """Return once the exporter has logged ``event`` (checked as its lines arrive)."""
+    while not any(line.get("event") == event for line in exporter.lines):
+        if exporter.reader.done():
+            raise AssertionError(f"exporter exited before {event!r}: {exporter.lines}")
+        await asyncio.sleep(0.01)

@@ -85,6 +85,7 @@ async def test_first_line_and_serving(
     assert process.wait(timeout=30) == 0
 
 
+@pytest.mark.e2e
 def test_help_documents_the_options() -> None:
     """--help lists every option the README promises."""
     result = subprocess.run(
