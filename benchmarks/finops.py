@@ -4,8 +4,8 @@ Two contenders poll the same simulated account (same simulator process, latency 
 limit), each in a fresh process, interleaved:
 
 - *before*: the exporter as it was before the FinOps sources, the ``exporter`` package of a
-  git revision (``--before``, default: where this branch left ``main``, ``git merge-base
-  HEAD main``, so that nothing else differs) exported into a temporary directory and put
+  git revision (``--before``, default :data:`BEFORE_FINOPS`, the last commit of ``main``
+  without them, so that nothing else differs) exported into a temporary directory and put
   first on the child's ``PYTHONPATH`` (the child reports which tree it imported);
 - *after*: this tree, every FinOps source on (datacenters and top items in the item walk,
   billing information, invoice history, the latest invoice's lines).
@@ -36,6 +36,8 @@ from benchmarks.harness import ROOT, ChildProcess, run_json_child
 from benchmarks.report import markdown_table
 
 ITEM_WALK = "getNextInvoiceTopLevelBillingItems"
+#: The last commit of ``main`` before the FinOps sources were merged (needs a full clone).
+BEFORE_FINOPS = "fb8fe2b260508477ce5c71ef9274f391003ecb3a"
 GOAL = 1.10
 
 
@@ -87,18 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per contender (median)")
     parser.add_argument(
         "--before",
-        default=None,
-        help="git revision of the baseline (default: merge-base with main)",
+        default=BEFORE_FINOPS,
+        help=f"git revision of the baseline (default: {BEFORE_FINOPS[:12]}, before FinOps)",
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args(argv)
-    if args.before is None:
-        args.before = subprocess.run(
-            ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()[:12]
     started = time.monotonic()
     records: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory(prefix="finops-before-") as tmp:
