@@ -129,6 +129,20 @@ class AccountSummary:
     next_invoice_tax_usd: Decimal
     next_invoice_item_count: int
     billing_cycle: BillingCycle | None = None
+    #: ``nextInvoiceTotalRecurringAmountBeforeAccountDiscount``, if SoftLayer sends it.
+    next_invoice_recurring_before_discount_usd: Decimal | None = None
+
+    @property
+    def items_recurring_usd(self) -> Decimal:
+        """The recurring total the billing items' own amounts move with.
+
+        Account discounts apply to account totals, never to billing items (softlayer-api.md
+        section 8 item 7; softlayer-go ``datatypes/account.go``): an hour of accrual moves
+        the total before the discount by exactly what it adds to the items. Without that
+        field, the total after the discount (equal where there is no discount).
+        """
+        before = self.next_invoice_recurring_before_discount_usd
+        return self.next_invoice_recurring_usd if before is None else before
 
 
 @dataclass(frozen=True, slots=True)

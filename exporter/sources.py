@@ -595,7 +595,7 @@ class NextInvoiceItems:
             categories=categories.totals(),
             item_count=categories.item_count,
             last_id=last_id,
-            recurring_usd=summary.next_invoice_recurring_usd,
+            recurring_usd=summary.items_recurring_usd,
             cycle=summary.billing_cycle,
             walked_at=poll.now,
             anchored=True,
@@ -635,7 +635,7 @@ class NextInvoiceItems:
             page = await self._ctx.client.call(
                 ACCOUNT_SERVICE, "getObject", mask=RECURRING_TOTAL_MASK
             )
-            return parse_recurring_total(page.body) == summary.next_invoice_recurring_usd
+            return parse_recurring_total(page.body) == summary.items_recurring_usd
         except (SoftLayerError, DecodeError):
             return False  # unknown: the next poll walks again
 

@@ -101,11 +101,15 @@ INVOICE_FIELDS: Final = (
 #: ``datatypes/billing.go``: ``lastBillDate`` "the date on which an account was last
 #: billed", ``nextBillDate`` "the date on which an account will be billed next").
 BILLING_INFO_FIELDS: Final = "anniversaryDayOfMonth,lastBillDate,nextBillDate"
+#: The next invoice's recurring total before account discounts (see
+#: :attr:`AccountSummary.items_recurring_usd`).
+_BEFORE_DISCOUNT: Final = "nextInvoiceTotalRecurringAmountBeforeAccountDiscount"
 #: ``getObject`` properties behind :class:`AccountSummary` (its billing cycle aside).
 ACCOUNT_FIELDS: Final = (
     "id,companyName,balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,"
     "nextInvoiceTotalOneTimeAmount,nextInvoiceTotalOneTimeTaxAmount,"
-    "nextInvoiceTotalRecurringTaxAmount,nextInvoiceTopLevelBillingItemCount"
+    "nextInvoiceTotalRecurringTaxAmount,nextInvoiceTopLevelBillingItemCount,"
+    f"{_BEFORE_DISCOUNT}"
 )
 
 
@@ -121,7 +125,9 @@ def account_mask(
     parts = [ACCOUNT_FIELDS] if summary else []
     info = [BILLING_INFO_FIELDS] if summary else []
     if billing:
-        parts.append(ACCOUNT_EXTRA_FIELDS)
+        parts.append(
+            ACCOUNT_EXTRA_FIELDS if summary else f"{ACCOUNT_EXTRA_FIELDS},{_BEFORE_DISCOUNT}"
+        )
         info.append(BILLING_INFO_EXTRA_FIELDS)
     if info:
         parts.append(f"billingInfo[{','.join(info)}]")
@@ -136,7 +142,7 @@ def account_mask(
 #: invoice, pending invoice and billing info (see docs/metrics.md, "Sources").
 ACCOUNT_MASK: Final = account_mask()
 #: Only the next invoice's recurring total: re-read after an item walk (exporter.steady).
-RECURRING_TOTAL_MASK: Final = "mask[nextInvoiceTotalRecurringAmount]"
+RECURRING_TOTAL_MASK: Final = f"mask[nextInvoiceTotalRecurringAmount,{_BEFORE_DISCOUNT}]"
 #: ``getInvoices`` inside the look-back window: only what the per-type/status sums and the
 #: last payment failure need.
 WINDOW_INVOICE_MASK: Final = "mask[id,typeCode,statusCode,createDate,closedDate,invoiceTotalAmount]"
@@ -388,14 +394,23 @@ def parse_account_summary(value: Any) -> AccountSummary:
             "account.nextInvoiceTopLevelBillingItemCount",
         ),
         billing_cycle=parse_billing_cycle(obj.get("billingInfo")),
+        next_invoice_recurring_before_discount_usd=_optional_money(obj, _BEFORE_DISCOUNT),
     )
 
 
 def parse_recurring_total(value: Any) -> Decimal:
-    """Parse ``nextInvoiceTotalRecurringAmount`` (getObject with RECURRING_TOTAL_MASK)."""
+    """Parse getObject with RECURRING_TOTAL_MASK as :attr:`AccountSummary.items_recurring_usd`."""
     obj = _object(value, "account")
+    before = _optional_money(obj, _BEFORE_DISCOUNT)
+    if before is not None:
+        return before
     key = "nextInvoiceTotalRecurringAmount"
     return parse_decimal(_field(obj, key, "account"), f"account.{key}")
+
+
+def _optional_money(obj: Mapping[str, Any], key: str) -> Decimal | None:
+    value = obj.get(key)
+    return None if value is None else parse_decimal(value, f"account.{key}")
 
 
 def parse_latest_recurring_invoice(value: Any) -> InvoiceSummary | None:

@@ -20,10 +20,10 @@ __all__ = [
 
 #: SoftLayer_Billing_Currency_ExchangeRate: the rate and the two currencies' key names.
 EXCHANGE_RATE_FIELDS: Final = "rate,fundingCurrency[keyName],localCurrency[keyName]"
-#: SoftLayer_Account properties besides the summary's: status, platform services, discount.
+#: SoftLayer_Account properties besides the summary's: status, platform services (the
+#: recurring total before the discount is one of the summary's, exporter.wire.ACCOUNT_FIELDS).
 ACCOUNT_EXTRA_FIELDS: Final = (
-    "accountStatusId,accountStatus[name],nextInvoicePlatformServicesTotalAmount,"
-    "nextInvoiceTotalRecurringAmountBeforeAccountDiscount"
+    "accountStatusId,accountStatus[name],nextInvoicePlatformServicesTotalAmount"
 )
 #: SoftLayer_Billing_Info properties besides the billing cycle's.
 BILLING_INFO_EXTRA_FIELDS: Final = (

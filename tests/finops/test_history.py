@@ -313,3 +313,29 @@ async def test_a_failed_line_walk_keeps_the_last_history_and_fails_only_its_sour
         assert snapshot.history == good
     finally:
         await poller.aclose()
+
+
+async def test_datacenters_and_top_items_accrue_between_walks(
+    sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """A poll that finds the items unchanged walks nothing, yet its datacenter totals, top
+    items and rest have grown by the hours accrued since the walk, as the truth has."""
+    config = make_config(sim, scenario, page_size=25)
+    poller = Poller(config, ExporterState(("acct0", "acct1")), clock=scenario.clock.time)
+    try:
+        assert await poller.poll_once()
+        walked = finops_series(poller)
+        scenario.advance(timedelta(hours=3))
+        sim.reset_stats()
+        assert await poller.poll_once()
+        # The end of each item list, no walk (steady state).
+        assert sim.stats.requests["SoftLayer_Account::getNextInvoiceTopLevelBillingItems"] == 2
+        assert_finops_match_truth(poller, scenario)
+        grown = [
+            series
+            for series, value in finops_series(poller).items()
+            if series[0] == "softlayer_next_invoice_datacenter_usd" and value > walked[series]
+        ]
+        assert grown, "no hourly datacenter total grew: the scenario needs hourly items"
+    finally:
+        await poller.aclose()
