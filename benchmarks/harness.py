@@ -145,9 +145,17 @@ class ChildProcess:
 
 
 def run_json_child(
-    module: str, args: list[str], *, timeout: float = 3600.0
+    module: str,
+    args: list[str],
+    *,
+    timeout: float = 3600.0,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> tuple[dict[str, Any], ProcessUsage, float]:
     """Run a one-shot child to completion; return its last JSON line, rusage and wall time.
+
+    ``env`` overrides variables of the children's environment (e.g. PYTHONPATH) and ``cwd``
+    the working directory, which ``python -m`` puts first on ``sys.path``.
 
     ``os.wait4`` returns the rusage of exactly this child, unlike RUSAGE_CHILDREN which
     accumulates (and for ru_maxrss, maximises) over every child ever reaped.
@@ -155,7 +163,12 @@ def run_json_child(
     argv = [sys.executable, "-m", module, *args]
     started = time.monotonic()
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=None, text=True, env=child_env(), cwd=ROOT
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        text=True,
+        env={**child_env(), **(env or {})},
+        cwd=cwd or ROOT,
     )
     assert proc.stdout is not None
     output = proc.stdout.read()

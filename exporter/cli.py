@@ -46,6 +46,7 @@ from exporter.snapshot import AccountSnapshot, ExporterState
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
 if TYPE_CHECKING:
+    from exporter.finops.backfill import BackfillOptions
     from exporter.poller import Poller
 
 __all__ = ["build_parser", "main"]
@@ -125,6 +126,34 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="poll once, print the exposition to stdout, exit 0 if every source succeeded",
     )
+    backfill = parser.add_argument_group(
+        "backfill", "write past months as OpenMetrics for promtool, then exit (docs/metrics.md)"
+    )
+    backfill.add_argument(
+        "--backfill.months",
+        dest="backfill_months",
+        type=int,
+        metavar="N",
+        help="recurring invoices per account to write (1..120), e.g. 13",
+    )
+    backfill.add_argument(
+        "--backfill.output",
+        dest="backfill_output",
+        metavar="FILE",
+        help="OpenMetrics file for promtool tsdb create-blocks-from openmetrics ('-': stdout)",
+    )
+    backfill.add_argument(
+        "--backfill.step",
+        dest="backfill_step",
+        default="1h",
+        metavar="DURATION",
+        help="one sample per DURATION (1m..1d, default 1h)",
+    )
+    backfill.add_argument(
+        "--backfill.label", dest="backfill_labels", action="append", default=[],
+        metavar="NAME=VALUE", help="label on every series (repeatable; default job=softlayer, "
+        "instance=backfill)",
+    )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -164,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level, args.log_format)
         host, port, web_config, base = _inputs(args)
         demo_interval = _demo_interval(base) if args.demo else None
+        backfill = _backfill_options(args)
     except _UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -171,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert base is not None  # noqa: S101  checked above
         print(_check_summary(args, base))
         return EXIT_OK
+    if backfill is not None:
+        return asyncio.run(_backfill(base, backfill, args.backfill_output, demo_interval))
     if demo_interval is not None:
         code = asyncio.run(
             _demo(
@@ -248,6 +280,36 @@ def _demo_interval(base: Config | None) -> float:
     except ValueError as exc:
         msg = f"{DEMO_POLL_INTERVAL_ENV}: {exc}"
         raise _UsageError(msg) from None
+
+
+def _backfill_options(args: argparse.Namespace) -> BackfillOptions | None:
+    """Return the backfill mode's options if its flags are given (exporter.finops.backfill)."""
+    if args.backfill_months is None and args.backfill_output is None:
+        return None
+    from exporter.finops.backfill import options_from_flags  # noqa: PLC0415  only this mode
+
+    try:
+        return options_from_flags(
+            args.backfill_months, args.backfill_output, args.backfill_step, args.backfill_labels
+        )
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+async def _backfill(
+    base: Config | None, options: BackfillOptions, output: str, demo_interval: float | None
+) -> int:
+    """Write the backfill of every account (of the demo simulator's with --demo)."""
+    from exporter.finops.backfill import backfill_command  # noqa: PLC0415  only this mode
+
+    if demo_interval is None:
+        assert base is not None  # noqa: S101  no --demo means a config file
+        _register_secrets(base)
+        return await backfill_command(base, options, output, sys.stdout)
+    from exporter.demo import demo_simulator  # noqa: PLC0415
+
+    async with demo_simulator(base, demo_interval) as run:
+        return await backfill_command(run.config, options, output, sys.stdout)
 
 
 def _check_summary(args: argparse.Namespace, config: Config) -> str:

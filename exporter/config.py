@@ -293,6 +293,12 @@ class Config:
         "invoice_lookback", Kind.DURATION, 90 * DAY, low=DAY, high=10 * YEAR
     )
     top_categories: int = setting("top_categories", Kind.COUNT, 20, low=1, high=100)
+    #: The next invoice's most expensive items, exported one series each (exporter.finops).
+    top_items: int = setting("top_items", Kind.COUNT, 10, low=1, high=100)
+    #: Datacenters of the next invoice kept apart; the rest are summed into "other".
+    top_datacenters: int = setting("top_datacenters", Kind.COUNT, 20, low=1, high=100)
+    #: Recurring invoices exported as history (13 covers a year; see exporter.finops.history).
+    invoice_history_months: int = setting("invoice_history_months", Kind.COUNT, 13, low=1, high=60)
     #: A poll that finds the billing unchanged walks no list (see docs/reliability.md,
     #: "Steady state"); the items are still walked whole at least this often, which bounds
     #: how long a change no cheap check can see stays unseen. ``0`` switches the steady

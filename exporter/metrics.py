@@ -32,6 +32,7 @@ from exporter import __version__
 from exporter.api_stats import ApiStats
 from exporter.config import Config
 from exporter.errors import ErrorReason
+from exporter.finops.billing import label_text
 from exporter.snapshot import (
     INVOICE_STATUSES,
     INVOICE_TYPES,
@@ -164,6 +165,10 @@ class SnapshotCollector(Collector):
         yield from self._invoices(snapshots)
         yield from self._window(snapshots)
         yield from self._next_invoice(snapshots)
+        yield from self._where_money_goes(snapshots)
+        yield from self._latest_invoice_categories(snapshots)
+        yield from self._invoice_history(snapshots)
+        yield from self._billing_info(snapshots)
         yield from self._thresholds()
         yield from self._health(snapshots)
         yield from self._api()
@@ -337,6 +342,204 @@ class SnapshotCollector(Collector):
         yield from (pre_tax, recurring, one_time, tax, items, projected)
         yield from (category_usd, category_projected, category_items, category_info, folded)
         yield from (cycle_start, cycle_end)
+
+    def _where_money_goes(self, snapshots: list[AccountSnapshot]) -> Iterator[Metric]:
+        """Yield the next invoice's datacenters and top items (exporter.finops.items)."""
+        datacenter_usd = _gauge(
+            "softlayer_next_invoice_datacenter_usd",
+            "Next-invoice recurring cost of the top-level billing items in a datacenter, "
+            'children included: the whole month for billing="monthly", the accrual so far '
+            f'this cycle for "hourly" {CACHED}.',
+            ["account", "datacenter", "billing"],
+        )
+        datacenter_items = _gauge(
+            "softlayer_next_invoice_datacenter_items",
+            f"Top-level billing items in a datacenter on the next invoice {CACHED}.",
+            ["account", "datacenter"],
+        )
+        folded = _gauge(
+            "softlayer_next_invoice_folded_datacenters",
+            f'Datacenters beyond top_datacenters summed into datacenter="other" {CACHED}.',
+            ["account"],
+        )
+        top_item = _gauge(
+            "softlayer_next_invoice_top_item_usd",
+            "Next-invoice recurring cost of one of the top_items most expensive top-level "
+            f'billing items, children included; month to date for billing="hourly" {CACHED}.',
+            ["account", "item_id", "name", "category", "datacenter", "billing"],
+        )
+        other_usd = _gauge(
+            "softlayer_next_invoice_other_items_usd",
+            f"Next-invoice recurring cost of the top-level billing items outside the top_items "
+            f"{CACHED}.",
+            ["account"],
+        )
+        other_items = _gauge(
+            "softlayer_next_invoice_other_items",
+            f"Top-level billing items on the next invoice outside the top_items {CACHED}.",
+            ["account"],
+        )
+        for snap in snapshots:
+            insights = None if snap.next_invoice is None else snap.next_invoice.insights
+            if insights is None:
+                continue
+            for site in insights.datacenters:
+                labels = [snap.name, site.name]
+                datacenter_usd.add_metric([*labels, "hourly"], _usd(site.hourly_usd))
+                datacenter_usd.add_metric([*labels, "monthly"], _usd(site.monthly_usd))
+                datacenter_items.add_metric(labels, site.items)
+            folded.add_metric([snap.name], insights.folded_datacenters)
+            for item in insights.top_items:
+                billing = "hourly" if item.hourly else "monthly"
+                labels = [snap.name, str(item.item_id), item.name, item.category]
+                top_item.add_metric([*labels, item.datacenter, billing], _usd(item.amount_usd))
+            other_usd.add_metric([snap.name], _usd(insights.other_items_usd))
+            other_items.add_metric([snap.name], insights.other_items)
+        yield from (datacenter_usd, datacenter_items, folded, top_item, other_usd, other_items)
+
+    def _latest_invoice_categories(self, snapshots: list[AccountSnapshot]) -> Iterator[Metric]:
+        """Yield the latest recurring invoice by category (exporter.finops.history)."""
+        category = _gauge(
+            "softlayer_invoice_category_usd",
+            "Pre-tax amount of a billing category on the invoice, children included, by "
+            f'charge ("recurring" or "one_time") {CACHED}.',
+            ["account", "invoice", "category", "charge"],
+        )
+        lines = _gauge(
+            "softlayer_invoice_category_lines",
+            f"Top-level lines of a billing category on the invoice {CACHED}.",
+            ["account", "invoice", "category"],
+        )
+        folded = _gauge(
+            "softlayer_invoice_folded_categories",
+            f'Categories of the invoice beyond top_categories summed into category="other" '
+            f"{CACHED}.",
+            ["account", "invoice"],
+        )
+        for snap in snapshots:
+            breakdown = None if snap.history is None else snap.history.latest_categories
+            if breakdown is None:
+                continue
+            for part in breakdown.categories:
+                labels = [snap.name, "latest_recurring", part.code]
+                category.add_metric([*labels, "recurring"], _usd(part.recurring_usd))
+                category.add_metric([*labels, "one_time"], _usd(part.one_time_usd))
+                lines.add_metric(labels, part.lines)
+            folded.add_metric([snap.name, "latest_recurring"], breakdown.folded)
+        yield from (category, lines, folded)
+
+    def _invoice_history(self, snapshots: list[AccountSnapshot]) -> Iterator[Metric]:
+        """Yield the last recurring invoices by how many cycles ago (exporter.finops)."""
+
+        def history(name: str, text: str) -> GaugeMetricFamily:
+            return _gauge(name, f"{text} {CACHED}.", ["account", "months_ago"])
+
+        total = history(
+            "softlayer_invoice_history_total_usd",
+            "Total including tax of the recurring invoice issued months_ago cycles before the "
+            "latest one (0: the latest)",
+        )
+        pre_tax = history(
+            "softlayer_invoice_history_pre_tax_usd", "Pre-tax total of that recurring invoice"
+        )
+        tax = history("softlayer_invoice_history_tax_usd", "Tax on that recurring invoice")
+        payments = history(
+            "softlayer_invoice_history_payments_usd", "Payments applied to that recurring invoice"
+        )
+        created = history(
+            "softlayer_invoice_history_created_timestamp_seconds",
+            "When that recurring invoice was created, unix time",
+        )
+        rate = _gauge(
+            "softlayer_invoice_history_exchange_rate",
+            "Exchange rate that recurring invoice was billed at (localCurrencyExchangeRate): "
+            f"1 funding_currency = rate local_currency; absent without one {CACHED}.",
+            ["account", "months_ago", "funding_currency", "local_currency"],
+        )
+        for snap in snapshots:
+            if snap.history is None:
+                continue
+            for months_ago, entry in enumerate(snap.history.invoices):
+                labels = [snap.name, str(months_ago)]
+                invoice = entry.invoice
+                total.add_metric(labels, _usd(invoice.total_usd))
+                pre_tax.add_metric(labels, _usd(invoice.pre_tax_usd))
+                tax.add_metric(labels, _usd(invoice.tax_usd))
+                payments.add_metric(labels, _usd(invoice.payments_usd))
+                created.add_metric(labels, _ts(invoice.created))
+                if entry.exchange_rate is not None:
+                    currencies = [entry.exchange_rate.funding, entry.exchange_rate.local]
+                    rate.add_metric([*labels, *currencies], float(entry.exchange_rate.rate))
+        yield from (total, pre_tax, tax, payments, created, rate)
+
+    def _billing_info(self, snapshots: list[AccountSnapshot]) -> Iterator[Metric]:
+        """Yield how each account is billed (exporter.finops.billing)."""
+
+        def account_gauge(name: str, text: str) -> GaugeMetricFamily:
+            return _gauge(name, f"{text} {CACHED}.", ["account"])
+
+        info = InfoMetricFamily(
+            "softlayer_billing",
+            "How the account is billed: currency (billingInfo.currency.keyName; amounts stay "
+            f"USD) and account status (accountStatus.name) {CACHED}.",
+            labels=["account", "currency", "account_status"],
+        )
+        anniversary = account_gauge(
+            "softlayer_billing_anniversary_day",
+            "Day of the month the account is billed (billingInfo.anniversaryDayOfMonth)",
+        )
+        terms = account_gauge(
+            "softlayer_billing_payment_terms",
+            "Payment terms of the account as SoftLayer reports them (billingInfo.paymentTerms, "
+            "days in practice); absent when SoftLayer sends none",
+        )
+        discount = _gauge(
+            "softlayer_billing_discount_ratio",
+            "Account discount on recurring or one-time charges (billingInfo.percentDiscount*, "
+            f"as a ratio) {CACHED}.",
+            ["account", "charge"],
+        )
+        rate = _gauge(
+            "softlayer_billing_exchange_rate",
+            "Current exchange rate of the account's billing currency: 1 funding_currency = "
+            f"rate local_currency; absent for USD accounts {CACHED}.",
+            ["account", "funding_currency", "local_currency"],
+        )
+        platform = account_gauge(
+            "softlayer_next_invoice_platform_services_usd",
+            "Pre-tax platform-services charges of the next invoice (on no billing item)",
+        )
+        before_discount = account_gauge(
+            "softlayer_next_invoice_recurring_before_discount_usd",
+            "Recurring part of the next invoice before the account discount",
+        )
+        for snap in snapshots:
+            profile = snap.billing
+            if profile is None:
+                continue
+            status = profile.account_status or (
+                None if profile.account_status_id is None else str(profile.account_status_id)
+            )
+            info.add_metric([snap.name, label_text(profile.currency), label_text(status)], {})
+            if profile.anniversary_day is not None:
+                anniversary.add_metric([snap.name], profile.anniversary_day)
+            if profile.payment_terms is not None:
+                terms.add_metric([snap.name], profile.payment_terms)
+            for charge, ratio in (
+                ("recurring", profile.recurring_discount_ratio),
+                ("one_time", profile.one_time_discount_ratio),
+            ):
+                if ratio is not None:
+                    discount.add_metric([snap.name, charge], float(ratio))
+            if profile.exchange_rate is not None:
+                currencies = [profile.exchange_rate.funding, profile.exchange_rate.local]
+                rate.add_metric([snap.name, *currencies], float(profile.exchange_rate.rate))
+            if profile.next_invoice_platform_services_usd is not None:
+                platform.add_metric([snap.name], _usd(profile.next_invoice_platform_services_usd))
+            if profile.next_invoice_recurring_before_discount_usd is not None:
+                amount = profile.next_invoice_recurring_before_discount_usd
+                before_discount.add_metric([snap.name], _usd(amount))
+        yield from (info, anniversary, terms, discount, rate, platform, before_discount)
 
     def _thresholds(self) -> Iterator[Metric]:
         usd = _gauge(

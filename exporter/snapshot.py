@@ -24,7 +24,10 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Final, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar
+
+if TYPE_CHECKING:  # the FinOps records import this module
+    from exporter.finops.records import BillingProfile, InvoiceHistory, ItemInsights
 
 __all__ = [
     "INVOICE_STATUSES",
@@ -87,6 +90,8 @@ class Source(StrEnum):
     PENDING_INVOICE = "pending_invoice"
     INVOICES = "invoices"  # invoices created inside the look-back window
     NEXT_INVOICE_ITEMS = "next_invoice_items"  # top-level billing items of the next invoice
+    BILLING_INFO = "billing_info"  # currency, terms, discounts, status (the same getObject)
+    INVOICE_HISTORY = "invoice_history"  # recurring invoices, the latest by category
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +129,20 @@ class AccountSummary:
     next_invoice_tax_usd: Decimal
     next_invoice_item_count: int
     billing_cycle: BillingCycle | None = None
+    #: ``nextInvoiceTotalRecurringAmountBeforeAccountDiscount``, if SoftLayer sends it.
+    next_invoice_recurring_before_discount_usd: Decimal | None = None
+
+    @property
+    def items_recurring_usd(self) -> Decimal:
+        """The recurring total the billing items' own amounts move with.
+
+        Account discounts apply to account totals, never to billing items (softlayer-api.md
+        section 8 item 7; softlayer-go ``datatypes/account.go``): an hour of accrual moves
+        the total before the discount by exactly what it adds to the items. Without that
+        field, the total after the discount (equal where there is no discount).
+        """
+        before = self.next_invoice_recurring_before_discount_usd
+        return self.next_invoice_recurring_usd if before is None else before
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +232,8 @@ class NextInvoiceBreakdown:
     folded_categories: int
     item_count: int
     projected_pre_tax_usd: Decimal | None = None
+    #: Datacenters and top items of the same walk (exporter.finops.items).
+    insights: ItemInsights | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +270,8 @@ class AccountSnapshot:
     pending_invoice: PendingInvoice | None = None
     invoices: InvoiceWindow | None = None
     next_invoice: NextInvoiceBreakdown | None = None
+    billing: BillingProfile | None = None
+    history: InvoiceHistory | None = None
     sources: Mapping[Source, SourceStatus] = field(default_factory=lambda: MappingProxyType({}))
     poll_duration_seconds: float | None = None
     next_poll: float | None = None  # unix time the next cycle is due
@@ -279,6 +302,14 @@ class AccountSnapshot:
     def with_next_invoice(self, value: NextInvoiceBreakdown) -> AccountSnapshot:
         """Return a copy with the next-invoice breakdown replaced."""
         return replace(self, next_invoice=value)
+
+    def with_billing(self, value: BillingProfile) -> AccountSnapshot:
+        """Return a copy with the billing profile replaced."""
+        return replace(self, billing=value)
+
+    def with_history(self, value: InvoiceHistory) -> AccountSnapshot:
+        """Return a copy with the recurring-invoice history replaced."""
+        return replace(self, history=value)
 
 
 _T = TypeVar("_T")

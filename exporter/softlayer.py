@@ -151,6 +151,13 @@ class _Query:
     method: str
     mask: str | None
     object_filter: Mapping[str, Any] | None
+    init_id: int | None = None  # the object a method runs on (an invoice's id), if any
+
+    @property
+    def path(self) -> str:
+        """``Service[/id]/method``, as the REST URL names it."""
+        on = "" if self.init_id is None else f"/{self.init_id}"
+        return f"{self.service}{on}/{self.method}"
 
     @property
     def key(self) -> str:
@@ -277,8 +284,12 @@ class SoftLayerClient:
         consume: Callable[[list[Any]], object],
         mask: str | None = None,
         object_filter: Mapping[str, Any] | None = None,
+        init_id: int | None = None,
     ) -> Listing:
         """Fetch every page of a list method, hand each to ``consume``, prove nothing is lost.
+
+        ``init_id`` names the object the method runs on, as in
+        ``SoftLayer_Billing_Invoice/<id>/getInvoiceTopLevelItems``.
 
         ``object_filter`` must order by ``id`` ascending (SoftLayer's default order is the
         database's, ``softlayer-api.md`` section 1.6); the rows must carry ``id``. Pages reach
@@ -299,7 +310,7 @@ class SoftLayerClient:
         Returns the rows ``consume`` counted as new and the highest id seen: together they
         identify the list as walked (see :meth:`tail`).
         """
-        query = _Query(service, method, mask, object_filter)
+        query = _Query(service, method, mask, object_filter, init_id)
         walk = _Walk(self, query, consume)
         try:
             await walk.run()
@@ -409,7 +420,7 @@ class SoftLayerClient:
         *,
         split_on_size: bool = False,
     ) -> Page:
-        url = f"{self._endpoint}/{query.service}/{query.method}.json"
+        url = f"{self._endpoint}/{query.path}.json"
         params: dict[str, str] = {}
         if query.mask is not None:
             params["objectMask"] = query.mask

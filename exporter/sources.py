@@ -27,12 +27,16 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import structlog
 
 from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, Config
+from exporter.finops.billing import parse_billing_profile
+from exporter.finops.history import InvoiceHistorySource
+from exporter.finops.items import ItemInsightsAggregator, accrue_insights
+from exporter.finops.records import ItemInsights
 from exporter.snapshot import (
     AccountSnapshot,
     AccountSummary,
@@ -74,6 +78,7 @@ __all__ = [
     "AccountObject",
     "AccountSources",
     "FetcherFactory",
+    "InvoiceHistoryFetcher",
     "InvoiceWindowSource",
     "NextInvoiceItems",
     "PollContext",
@@ -95,6 +100,7 @@ _ITEMS_FILTER: Final = {"nextInvoiceTopLevelBillingItems": {"id": _ORDER_BY_ID}}
 
 _log = structlog.get_logger()
 _T = TypeVar("_T")
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +116,37 @@ class AccountSources:
         return source in self.account.sources
 
 
+class Handoff(Generic[_V]):
+    """A value one fetcher of a poll hands to the others that wait on it; set once."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[_V] | None = None
+
+    def _get(self) -> asyncio.Future[_V]:
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+        return self._future
+
+    def set(self, value: _V) -> None:
+        """Hand ``value`` over, unless a value was handed over already."""
+        future = self._get()
+        if not future.done():
+            future.set_result(value)
+
+    async def wait(self) -> _V:
+        """Wait for the value."""
+        return await self._get()
+
+    def peek(self) -> _V | None:
+        """Return the value if it was handed over, else None."""
+        future = self._future
+        if future is None or not future.done() or future.cancelled():
+            return None
+        return future.result()
+
+
 @dataclass(slots=True)
 class PollContext:
     """One poll of one account as its fetchers see it."""
@@ -120,33 +157,28 @@ class PollContext:
     notes: dict[str, Any] = field(default_factory=dict)
     #: Undocumented invoice (kind, code) pairs seen in this poll.
     codes: list[tuple[str, str]] = field(default_factory=list)
-    _summary: asyncio.Future[AccountSummary | Failed] | None = None
+    #: The account object's summary (or its failure), from :class:`AccountObject`.
+    summary: Handoff[AccountSummary | Failed] = field(default_factory=Handoff)
+    #: The account object's latest recurring invoice (``None``: the account has none).
+    latest_recurring_invoice: Handoff[InvoiceSummary | Failed | None] = field(
+        default_factory=Handoff
+    )
 
     def note(self, key: str, source: Source, value: str) -> None:
         """Add ``value`` under ``source`` to the poll event's field ``key``."""
         self.notes.setdefault(key, {})[source.value] = value
 
-    def _future(self) -> asyncio.Future[AccountSummary | Failed]:
-        if self._summary is None:
-            self._summary = asyncio.get_running_loop().create_future()
-        return self._summary
-
     def set_account_summary(self, result: AccountSummary | Failed) -> None:
         """Hand the account object's summary (or its failure) to fetchers that wait on it."""
-        future = self._future()
-        if not future.done():
-            future.set_result(result)
+        self.summary.set(result)
 
     async def account_summary(self) -> AccountSummary | Failed:
         """Wait for this poll's account object (fetched by :class:`AccountObject`)."""
-        return await self._future()
+        return await self.summary.wait()
 
     def fetched_summary(self) -> AccountSummary | None:
         """Return this poll's account summary if it was fetched and decoded, else None."""
-        future = self._summary
-        if future is None or not future.done() or future.cancelled():
-            return None
-        result = future.result()
+        result = self.summary.peek()
         return result if isinstance(result, AccountSummary) else None
 
 
@@ -215,37 +247,51 @@ async def _walk(
 
 
 class AccountObject:
-    """Sources ``account``, ``latest_recurring_invoice``, ``pending_invoice``: one getObject.
+    """Sources ``account``, ``latest_recurring_invoice``, ``pending_invoice``, ``billing_info``.
 
-    The mask asks only for the parts of the sources polled; the account's next-invoice
-    totals and billing cycle are also asked for when only ``next_invoice_items`` needs them
-    (its forecast and change detection), without publishing the ``account`` source.
+    One getObject. The mask asks only for the parts of the sources polled; the account's
+    next-invoice totals and billing cycle are also asked for when only
+    ``next_invoice_items`` needs them (its forecast and change detection), and the latest
+    recurring invoice when only ``invoice_history`` needs it (to see it change), without
+    publishing those sources.
     """
 
-    _PARTS: Final = (Source.ACCOUNT, Source.LATEST_RECURRING_INVOICE, Source.PENDING_INVOICE)
+    _PARTS: Final = (
+        Source.ACCOUNT,
+        Source.LATEST_RECURRING_INVOICE,
+        Source.PENDING_INVOICE,
+        Source.BILLING_INFO,
+    )
 
     def __init__(self, ctx: AccountSources) -> None:
         self._ctx = ctx
         self.sources = tuple(s for s in self._PARTS if ctx.polls(s))
         self._summary = ctx.polls(Source.ACCOUNT) or ctx.polls(Source.NEXT_INVOICE_ITEMS)
+        self._latest = ctx.polls(Source.LATEST_RECURRING_INVOICE) or ctx.polls(
+            Source.INVOICE_HISTORY
+        )
         self._mask = account_mask(
             summary=self._summary,
-            latest=ctx.polls(Source.LATEST_RECURRING_INVOICE),
+            latest=self._latest,
             pending=ctx.polls(Source.PENDING_INVOICE),
+            billing=ctx.polls(Source.BILLING_INFO),
         )
 
     @classmethod
     def create(cls, ctx: AccountSources) -> AccountObject | None:
         """Build the fetcher, unless no source of the account needs the account object."""
         fetcher = cls(ctx)
-        return fetcher if fetcher.sources or fetcher._summary else None
+        return fetcher if fetcher.sources or fetcher._summary or fetcher._latest else None
 
     async def fetch(self, poll: PollContext) -> list[Outcome]:
         """Fetch and decode the account object; each source succeeds or fails on its own."""
         try:
             return await self._fetch(poll)
-        finally:
-            poll.set_account_summary(Failed(Source.ACCOUNT, "not fetched", None))  # if unset
+        finally:  # whatever happened, nobody waits forever (a no-op where already set)
+            poll.set_account_summary(Failed(Source.ACCOUNT, "not fetched", None))
+            poll.latest_recurring_invoice.set(
+                Failed(Source.LATEST_RECURRING_INVOICE, "not fetched", None)
+            )
 
     async def _fetch(self, poll: PollContext) -> list[Outcome]:
         ctx = self._ctx
@@ -257,31 +303,57 @@ class AccountObject:
             else:
                 outcome = _crashed(ctx.account, Source.ACCOUNT, exc)
             poll.set_account_summary(outcome)
+            poll.latest_recurring_invoice.set(outcome)
             return [replace(outcome, source=source) for source in self.sources]
-        outcomes: list[Outcome] = []
-        decode_failed = False
-        if self._summary:
-            summary: Outcome
-            try:
-                summary = Fetched(
-                    Source.ACCOUNT, parse_account_summary(page.body), AccountSnapshot.with_summary
-                )
-            except DecodeError as exc:
-                summary, decode_failed = failed(Source.ACCOUNT, exc), True
-            poll.set_account_summary(summary.value if isinstance(summary, Fetched) else summary)
-            if ctx.polls(Source.ACCOUNT):
-                outcomes.append(summary)
+        outcomes, decode_failed = self._handed_over(page.body, poll)
         for source in self.sources:
-            if source is Source.ACCOUNT:
+            if source in (Source.ACCOUNT, Source.LATEST_RECURRING_INVOICE):
                 continue  # decoded above
             try:
-                outcomes.append(self._invoice(source, page.body, poll))
+                outcomes.append(self._part(source, page.body, poll))
             except DecodeError as exc:
                 outcomes.append(failed(source, exc))
                 decode_failed = True
         if decode_failed:
             poll.stats.record_error(ctx.account.name, ErrorReason.DECODE)  # one bad response
         return outcomes
+
+    def _handed_over(self, body: Any, poll: PollContext) -> tuple[list[Outcome], bool]:
+        """Decode the parts other fetchers wait for and hand them over.
+
+        Returns the outcomes of those parts the account publishes, and whether one failed.
+        """
+        ctx = self._ctx
+        outcomes: list[Outcome] = []
+        decode_failed = False
+        if self._summary:
+            summary: Outcome
+            try:
+                summary = Fetched(
+                    Source.ACCOUNT, parse_account_summary(body), AccountSnapshot.with_summary
+                )
+            except DecodeError as exc:
+                summary, decode_failed = failed(Source.ACCOUNT, exc), True
+            poll.set_account_summary(summary.value if isinstance(summary, Fetched) else summary)
+            if ctx.polls(Source.ACCOUNT):
+                outcomes.append(summary)
+        if self._latest:
+            latest: Outcome
+            try:
+                latest = self._invoice(Source.LATEST_RECURRING_INVOICE, body, poll)
+            except DecodeError as exc:
+                latest, decode_failed = failed(Source.LATEST_RECURRING_INVOICE, exc), True
+            poll.latest_recurring_invoice.set(
+                latest.value if isinstance(latest, Fetched) else latest
+            )
+            if ctx.polls(Source.LATEST_RECURRING_INVOICE):
+                outcomes.append(latest)
+        return outcomes, decode_failed
+
+    def _part(self, source: Source, body: Any, poll: PollContext) -> Outcome:
+        if source is Source.BILLING_INFO:
+            return Fetched(source, parse_billing_profile(body), AccountSnapshot.with_billing)
+        return self._invoice(source, body, poll)
 
     @staticmethod
     def _invoice(source: Source, body: Any, poll: PollContext) -> Outcome:
@@ -510,29 +582,42 @@ class NextInvoiceItems:
             plan = plan_items(baseline, summary, seen, now=poll.now)
         top = ctx.config.top_categories
         if isinstance(plan, Project) and baseline is not None:
-            return fold_categories(
+            breakdown = fold_categories(
                 accrue_categories(baseline.categories, plan.hours), top, baseline.item_count
             )
+            if baseline.insights is None:
+                return breakdown
+            return replace(breakdown, insights=accrue_insights(baseline.insights, plan.hours))
         assert isinstance(plan, Walk)  # noqa: S101  (walk_due or plan_items decided)
         poll.note("walks", Source.NEXT_INVOICE_ITEMS, plan.reason)
-        categories, last_id = await self._walk(poll)
+        (categories, insights), last_id = await self._walk(poll)
         self._baseline = baseline = ItemsBaseline(
             categories=categories.totals(),
             item_count=categories.item_count,
             last_id=last_id,
-            recurring_usd=summary.next_invoice_recurring_usd,
+            recurring_usd=summary.items_recurring_usd,
             cycle=summary.billing_cycle,
             walked_at=poll.now,
             anchored=True,
+            insights=insights,
         )
         if baseline.hourly_rate_usd and ctx.config.full_walk_interval_seconds:
             self._baseline = replace(baseline, anchored=await self._anchored(summary))
-        return categories.result(top)
+        return replace(categories.result(top), insights=insights)
 
-    async def _walk(self, poll: PollContext) -> tuple[CategoryAggregator, int | None]:
-        def consume() -> tuple[Callable[[list[Any]], int], Callable[[], CategoryAggregator]]:
-            categories = CategoryAggregator()
-            return categories.add_page, lambda: categories
+    async def _walk(
+        self, poll: PollContext
+    ) -> tuple[tuple[CategoryAggregator, ItemInsights], int | None]:
+        """Walk the items into category totals and, from the same pages, the insights."""
+        config = self._ctx.config
+
+        def consume() -> tuple[
+            Callable[[list[Any]], int], Callable[[], tuple[CategoryAggregator, ItemInsights]]
+        ]:
+            # Datacenters and top items see each page once, parsed and deduplicated.
+            insights = ItemInsightsAggregator(config.top_items, config.top_datacenters)
+            categories = CategoryAggregator(observer=insights.observe)
+            return categories.add_page, lambda: (categories, insights.result())
 
         return await _walk(
             self._ctx,
@@ -550,9 +635,52 @@ class NextInvoiceItems:
             page = await self._ctx.client.call(
                 ACCOUNT_SERVICE, "getObject", mask=RECURRING_TOTAL_MASK
             )
-            return parse_recurring_total(page.body) == summary.next_invoice_recurring_usd
+            return parse_recurring_total(page.body) == summary.items_recurring_usd
         except (SoftLayerError, DecodeError):
             return False  # unknown: the next poll walks again
+
+
+class InvoiceHistoryFetcher:
+    """Source ``invoice_history``: the recurring invoices and the latest one by category.
+
+    Asks SoftLayer only when this poll's latest recurring invoice differs from the one the
+    history was fetched for, and every 6 hours (:class:`exporter.finops.history.
+    InvoiceHistorySource`): a steady poll makes no request for it.
+    """
+
+    sources: Final = (Source.INVOICE_HISTORY,)
+
+    def __init__(self, ctx: AccountSources) -> None:
+        self._ctx = ctx
+        self._history = InvoiceHistorySource(
+            ctx.config.invoice_history_months, ctx.config.top_categories
+        )
+
+    @classmethod
+    def create(cls, ctx: AccountSources) -> InvoiceHistoryFetcher | None:
+        """Build the fetcher, unless the account switched the source off."""
+        return cls(ctx) if ctx.polls(Source.INVOICE_HISTORY) else None
+
+    async def fetch(self, poll: PollContext) -> list[Outcome]:
+        """Bring the history up to date once this poll's account object is in."""
+        ctx, source = self._ctx, Source.INVOICE_HISTORY
+        latest = await poll.latest_recurring_invoice.wait()
+        known = not isinstance(latest, Failed)
+        try:
+            history = await self._history.poll(
+                ctx.client,
+                poll.now,
+                None if isinstance(latest, Failed) else latest,
+                latest_known=known,
+            )
+        except DecodeError as exc:
+            poll.stats.record_error(ctx.account.name, ErrorReason.DECODE)
+            return [failed(source, exc)]
+        except SoftLayerError as exc:
+            return [failed(source, exc)]
+        except Exception as exc:
+            return [_crashed(ctx.account, source, exc)]
+        return [Fetched(source, history, AccountSnapshot.with_history)]
 
 
 #: Every fetcher the poller builds for an account, in the order their outcomes are listed.
@@ -560,4 +688,5 @@ FETCHERS: Final[tuple[FetcherFactory, ...]] = (
     AccountObject.create,
     InvoiceWindowSource.create,
     NextInvoiceItems.create,
+    InvoiceHistoryFetcher.create,
 )

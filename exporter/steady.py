@@ -46,6 +46,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
+from exporter.finops.records import ItemInsights
 from exporter.snapshot import AccountSummary, BillingCycle, CategoryTotals, InvoiceWindow
 from exporter.softlayer import Tail
 from exporter.wire import InvoiceWindowAggregator, WindowInvoice, accrue_categories
@@ -65,12 +66,14 @@ class ItemsBaseline:
     categories: tuple[CategoryTotals, ...]  # every category, none folded
     item_count: int
     last_id: int | None
-    recurring_usd: Decimal  # the account's nextInvoiceTotalRecurringAmount at the walk
+    recurring_usd: Decimal  # the account's items_recurring_usd at the walk
     cycle: BillingCycle | None
     walked_at: float  # the poller clock's time of the walk's poll
     #: The recurring total read after the walk equals the one read before it (or no item
     #: accrues by the hour): the categories belong to that one total.
     anchored: bool
+    #: Datacenters and top items of the same walk (exporter.finops.items), if asked for.
+    insights: ItemInsights | None = None
 
     @property
     def hourly_rate_usd(self) -> Decimal:
@@ -121,7 +124,7 @@ def plan_items(
         or (tail.total is not None and tail.total != baseline.item_count)
     ):
         return Walk("items added or removed")
-    delta = summary.next_invoice_recurring_usd - baseline.recurring_usd
+    delta = summary.items_recurring_usd - baseline.recurring_usd
     hours = _accrued_hours(baseline, delta, now)
     if hours is None:
         return Walk("recurring total changed")

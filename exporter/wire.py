@@ -25,7 +25,7 @@ from __future__ import annotations
 import decimal
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -34,6 +34,11 @@ from typing import Any, Final
 
 from pyroaring import BitMap64
 
+from exporter.finops.masks import (
+    ACCOUNT_EXTRA_FIELDS,
+    BILLING_INFO_EXTRA_FIELDS,
+    NEXT_INVOICE_ITEM_EXTRA_FIELDS,
+)
 from exporter.snapshot import (
     INVOICE_STATUSES,
     INVOICE_TYPES,
@@ -62,9 +67,13 @@ __all__ = [
     "CategoryAggregator",
     "DecodeError",
     "InvoiceWindowAggregator",
+    "ItemObserver",
+    "ParsedItem",
     "WindowInvoice",
     "account_mask",
+    "accrual",
     "accrue_categories",
+    "add_new_ids",
     "fold_categories",
     "parse_account_summary",
     "parse_billing_cycle",
@@ -92,18 +101,36 @@ INVOICE_FIELDS: Final = (
 #: ``datatypes/billing.go``: ``lastBillDate`` "the date on which an account was last
 #: billed", ``nextBillDate`` "the date on which an account will be billed next").
 BILLING_INFO_FIELDS: Final = "anniversaryDayOfMonth,lastBillDate,nextBillDate"
-#: ``getObject`` properties behind :class:`AccountSummary`.
+#: The next invoice's recurring total before account discounts (see
+#: :attr:`AccountSummary.items_recurring_usd`).
+_BEFORE_DISCOUNT: Final = "nextInvoiceTotalRecurringAmountBeforeAccountDiscount"
+#: ``getObject`` properties behind :class:`AccountSummary` (its billing cycle aside).
 ACCOUNT_FIELDS: Final = (
     "id,companyName,balance,nextInvoiceTotalAmount,nextInvoiceTotalRecurringAmount,"
     "nextInvoiceTotalOneTimeAmount,nextInvoiceTotalOneTimeTaxAmount,"
     "nextInvoiceTotalRecurringTaxAmount,nextInvoiceTopLevelBillingItemCount,"
-    f"billingInfo[{BILLING_INFO_FIELDS}]"
+    f"{_BEFORE_DISCOUNT}"
 )
 
 
-def account_mask(*, summary: bool = True, latest: bool = True, pending: bool = True) -> str:
-    """Build the ``getObject`` mask of the parts asked for: summary, latest, pending invoice."""
+def account_mask(
+    *, summary: bool = True, latest: bool = True, pending: bool = True, billing: bool = True
+) -> str:
+    """Build the ``getObject`` mask of the parts asked for.
+
+    ``summary`` (:class:`AccountSummary`), ``latest`` and ``pending`` (the invoices),
+    ``billing`` (:class:`exporter.finops.records.BillingProfile`): the billing cycle and the
+    billing profile share one ``billingInfo[...]``.
+    """
     parts = [ACCOUNT_FIELDS] if summary else []
+    info = [BILLING_INFO_FIELDS] if summary else []
+    if billing:
+        parts.append(
+            ACCOUNT_EXTRA_FIELDS if summary else f"{ACCOUNT_EXTRA_FIELDS},{_BEFORE_DISCOUNT}"
+        )
+        info.append(BILLING_INFO_EXTRA_FIELDS)
+    if info:
+        parts.append(f"billingInfo[{','.join(info)}]")
     if latest:
         parts.append(f"latestRecurringInvoice[{INVOICE_FIELDS}]")
     if pending:
@@ -111,11 +138,11 @@ def account_mask(*, summary: bool = True, latest: bool = True, pending: bool = T
     return f"mask[{','.join(parts)}]"
 
 
-#: One ``SoftLayer_Account::getObject`` feeds three sources: account, latest recurring
-#: invoice and pending invoice (see docs/metrics.md, "Sources").
+#: One ``SoftLayer_Account::getObject`` feeds four sources: account, latest recurring
+#: invoice, pending invoice and billing info (see docs/metrics.md, "Sources").
 ACCOUNT_MASK: Final = account_mask()
 #: Only the next invoice's recurring total: re-read after an item walk (exporter.steady).
-RECURRING_TOTAL_MASK: Final = "mask[nextInvoiceTotalRecurringAmount]"
+RECURRING_TOTAL_MASK: Final = f"mask[nextInvoiceTotalRecurringAmount,{_BEFORE_DISCOUNT}]"
 #: ``getInvoices`` inside the look-back window: only what the per-type/status sums and the
 #: last payment failure need.
 WINDOW_INVOICE_MASK: Final = "mask[id,typeCode,statusCode,createDate,closedDate,invoiceTotalAmount]"
@@ -126,7 +153,7 @@ WINDOW_INVOICE_MASK: Final = "mask[id,typeCode,statusCode,createDate,closedDate,
 #: (month to date, a string) gives the item's effective hourly rate, children included.
 NEXT_INVOICE_ITEM_MASK: Final = (
     "mask[id,categoryCode,hourlyFlag,hoursUsed,hourlyRecurringFee,"
-    "nextInvoiceTotalRecurringAmount,category[name]]"
+    f"nextInvoiceTotalRecurringAmount,category[name],{NEXT_INVOICE_ITEM_EXTRA_FIELDS}]"
 )
 #: Decimal places every amount is rounded to (see the module docstring).
 AMOUNT_PLACES: Final = 6
@@ -367,14 +394,23 @@ def parse_account_summary(value: Any) -> AccountSummary:
             "account.nextInvoiceTopLevelBillingItemCount",
         ),
         billing_cycle=parse_billing_cycle(obj.get("billingInfo")),
+        next_invoice_recurring_before_discount_usd=_optional_money(obj, _BEFORE_DISCOUNT),
     )
 
 
 def parse_recurring_total(value: Any) -> Decimal:
-    """Parse ``nextInvoiceTotalRecurringAmount`` (getObject with RECURRING_TOTAL_MASK)."""
+    """Parse getObject with RECURRING_TOTAL_MASK as :attr:`AccountSummary.items_recurring_usd`."""
     obj = _object(value, "account")
+    before = _optional_money(obj, _BEFORE_DISCOUNT)
+    if before is not None:
+        return before
     key = "nextInvoiceTotalRecurringAmount"
     return parse_decimal(_field(obj, key, "account"), f"account.{key}")
+
+
+def _optional_money(obj: Mapping[str, Any], key: str) -> Decimal | None:
+    value = obj.get(key)
+    return None if value is None else parse_decimal(value, f"account.{key}")
 
 
 def parse_latest_recurring_invoice(value: Any) -> InvoiceSummary | None:
@@ -404,7 +440,7 @@ def _page_list(page: Any, path: str) -> list[Any]:
     return page
 
 
-def _add_new(seen: BitMap64, ids: list[int]) -> list[bool]:
+def add_new_ids(seen: BitMap64, ids: list[int]) -> list[bool]:
     """Add ``ids`` to ``seen``; for each, whether it was new (not stored, not earlier in ``ids``).
 
     Pages of a changing account can overlap, so an item must count once however often it
@@ -449,16 +485,28 @@ def _hourly_rate(item: Mapping[str, Any], accrued: Decimal, where: str) -> Decim
     return parse_decimal(_field(item, "hourlyRecurringFee", where), f"{where}.hourlyRecurringFee")
 
 
+#: One item as :class:`CategoryAggregator` parsed it: ``(id, categoryCode, amount, hourly
+#: rate or None for a monthly item, category name)``; ``amount`` is
+#: ``nextInvoiceTotalRecurringAmount``, children included.
+ParsedItem = tuple[int, str, Decimal, Decimal | None, str]
+#: Sees each page once, after deduplication: ``(rows, parsed, fresh, path)``, where
+#: ``parsed[i]`` is ``rows[i]`` parsed and ``fresh[i]`` says whether it is new to the walk.
+ItemObserver = Callable[[list[Any], list[ParsedItem], list[bool], str], None]
+
+
 class CategoryAggregator:
     """Running per-category totals of next-invoice top-level billing items.
 
     Feed pages in any order with :meth:`add_page`; each item counts once even if paging over
     a changing account returns it twice. Only the totals are kept, never the items.
+    ``observer`` (e.g. :class:`exporter.finops.items.ItemInsightsAggregator`) sees every
+    page once, parsed and deduplicated, before the totals take it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, observer: ItemObserver | None = None) -> None:
         self._categories: dict[str, _Category] = {}
         self._seen = BitMap64()
+        self._observer = observer
 
     @property
     def item_count(self) -> int:
@@ -470,8 +518,9 @@ class CategoryAggregator:
 
         Returns how many of its items were new (not on an earlier page).
         """
-        parsed: list[tuple[int, str, Decimal, Decimal | None, str]] = []
-        for index, raw in enumerate(_page_list(page, path)):
+        parsed: list[ParsedItem] = []
+        rows = _page_list(page, path)
+        for index, raw in enumerate(rows):
             where = f"{path}[{index}]"
             item = _object(raw, where)
             item_id = parse_int(_field(item, "id", where), f"{where}.id")
@@ -492,7 +541,9 @@ class CategoryAggregator:
                     name = parse_str(raw_name, f"{where}.category.name")
             parsed.append((item_id, code, amount, rate, name))
         # One page of parsed items at a time (bounded by the page size), deduplicated at once.
-        fresh = _add_new(self._seen, [item[0] for item in parsed])
+        fresh = add_new_ids(self._seen, [item[0] for item in parsed])
+        if self._observer is not None:
+            self._observer(rows, parsed, fresh, path)
         for (_, code, amount, rate, name), new in zip(parsed, fresh, strict=True):
             if not new:
                 continue
@@ -568,6 +619,11 @@ def fold_categories(
     )
 
 
+def accrual(hourly_rate_usd: Decimal, hours: int) -> Decimal:
+    """Return what ``hours`` hours at ``hourly_rate_usd`` add, rounded to :data:`AMOUNT_PLACES`."""
+    return _round(_SUM.multiply(hourly_rate_usd, hours)) if hours else Decimal(0)
+
+
 def accrue_categories(
     categories: Iterable[CategoryTotals], hours: int
 ) -> tuple[CategoryTotals, ...]:
@@ -580,7 +636,7 @@ def accrue_categories(
     """
     accrued = []
     for c in categories:
-        extra = _round(_SUM.multiply(c.hourly_rate_usd, hours)) if hours else Decimal(0)
+        extra = accrual(c.hourly_rate_usd, hours)
         accrued.append(
             c
             if not extra
@@ -724,7 +780,7 @@ class InvoiceWindowAggregator:
 
     def add(self, invoices: list[WindowInvoice]) -> int:
         """Fold parsed invoices into the window; returns how many were new (see add_page)."""
-        fresh = _add_new(self._seen, [invoice.invoice_id for invoice in invoices])
+        fresh = add_new_ids(self._seen, [invoice.invoice_id for invoice in invoices])
         for invoice, new in zip(invoices, fresh, strict=True):
             if not new or invoice.created < self.since:
                 continue

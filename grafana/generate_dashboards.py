@@ -993,6 +993,7 @@ def exporter_health() -> dict[str, Any]:
 DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {
     "softlayer-billing-overview.json": billing_overview,
     "softlayer-exporter-health.json": exporter_health,
+    "softlayer-billing-changes.json": lambda: __import__("finops_dashboard").build(),
 }
 
 

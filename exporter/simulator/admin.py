@@ -28,7 +28,13 @@ from aiohttp import web
 
 from exporter.simulator.clock import parse_duration
 from exporter.simulator.faults import FaultRule
-from exporter.simulator.scenario import AccountTruth, InvoiceTruth, Scenario
+from exporter.simulator.scenario import (
+    AccountTruth,
+    BillingTruth,
+    ExchangeRate,
+    InvoiceTruth,
+    Scenario,
+)
 from exporter.simulator.state import PageHook, SimulatorState, Stats
 from exporter.simulator.wireformat import aware
 
@@ -143,6 +149,32 @@ def _invoice_json(inv: InvoiceTruth | None) -> dict[str, Any] | None:
         "payments": str(inv.payments),
         "item_count": inv.item_count,
         "top_level_item_count": inv.top_level_item_count,
+        "exchange_rate": _rate_json(inv.exchange_rate),
+    }
+
+
+def _rate_json(rate: ExchangeRate | None) -> dict[str, Any] | None:
+    if rate is None:
+        return None
+    return {"local_currency": rate.local, "rate": str(rate.rate)}
+
+
+def _billing_json(billing: BillingTruth | None) -> dict[str, Any] | None:
+    if billing is None:
+        return None
+    return {
+        "currency": billing.currency,
+        "currency_name": billing.currency_name,
+        "exchange_rate": _rate_json(billing.exchange_rate),
+        "payment_terms": billing.payment_terms,
+        "recurring_discount_percent": billing.recurring_discount_percent,
+        "one_time_discount_percent": billing.one_time_discount_percent,
+        "account_status_id": billing.account_status_id,
+        "account_status": billing.account_status,
+        "next_invoice_recurring_before_discount": str(
+            billing.next_invoice_recurring_before_discount
+        ),
+        "next_invoice_platform_services": str(billing.next_invoice_platform_services),
     }
 
 
@@ -172,6 +204,7 @@ def truth_json(truth: AccountTruth) -> dict[str, Any]:
         "cycle_start": truth.cycle_start.isoformat(),
         "cycle_end": truth.cycle_end.isoformat(),
         "anniversary_day": truth.anniversary_day,
+        "billing": _billing_json(truth.billing),
         "latest_recurring_invoice": _invoice_json(truth.latest_recurring_invoice),
         "pending_invoice": _invoice_json(truth.pending_invoice),
         "invoices": [_invoice_json(i) for i in truth.invoices],

@@ -410,3 +410,39 @@ COMPANY_NAMES: Final = (
     "Stark Data Centers",
     "Wayne Compute",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Currency:
+    """A SoftLayer_Billing_Currency the generator can bill an account in.
+
+    Properties ``id``, ``keyName`` and ``name`` (SLDN SoftLayer_Billing_Currency datatype page,
+    softlayer/githubio_source ``content/reference/datatypes/SoftLayer_Billing_Currency``). No
+    public capture shows one: the ids, ISO-style key names and names are INFERRED (the only
+    fixture, softlayer-python's hand-written ``getBillingInfo``, has id 1 for US dollars).
+    ``base_rate`` is the rate of 1 USD in this currency the generator drifts around (None for
+    USD, which has no exchange rate).
+    """
+
+    id: int
+    key_name: str
+    name: str
+    base_rate: str | None
+
+
+#: Currencies by key name. USD first: every amount SoftLayer returns is USD (SLDN: "measured
+#: in US Dollars"); the others only describe how an account is billed locally.
+CURRENCIES: Final = {
+    c.key_name: c
+    for c in (
+        Currency(1, "USD", "US Dollar", None),
+        Currency(2, "EUR", "Euro", "0.9214"),
+        Currency(3, "GBP", "British Pound", "0.7931"),
+        Currency(4, "JPY", "Japanese Yen", "151.37"),
+        Currency(5, "CAD", "Canadian Dollar", "1.3642"),
+    )
+}
+#: accountStatusId and SoftLayer_Account_Status.name of an active account (softlayer-cli
+#: fixture ``SoftLayer_Account/getObject_missingPendingInvoice.json``: ``{"id": 1001,
+#: "name": "Active"}``).
+ACTIVE_STATUS: Final = (1001, "Active")

@@ -20,7 +20,9 @@ import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 
+from exporter.simulator.catalog import CURRENCIES
 from exporter.simulator.faults import FaultKind, FaultRule, parse_fault_spec
 from exporter.simulator.scenario import PAYMENT_METHODS, AccountSpec, Scenario
 from exporter.simulator.server import SimulatorServer
@@ -59,6 +61,13 @@ def _non_negative_float(value: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
     if number < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {number}")
+    return number
+
+
+def _percent(value: str) -> int:
+    number = _non_negative_int(value)
+    if number > 100:
+        raise argparse.ArgumentTypeError(f"expected a percentage 0..100, got {number}")
     return number
 
 
@@ -165,6 +174,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="payment terms of --payment invoice, in days (default 30)",
     )
     parser.add_argument(
+        "--currency",
+        choices=sorted(CURRENCIES),
+        default="USD",
+        help="the accounts' billing currency (billingInfo.currency); amounts stay USD, "
+        "invoices carry the month's exchange rate (default USD)",
+    )
+    parser.add_argument(
+        "--recurring-discount",
+        type=_percent,
+        default=0,
+        metavar="PERCENT",
+        help="billingInfo.percentDiscountRecurring, applied to the account's totals (default 0)",
+    )
+    parser.add_argument(
+        "--platform-services",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="USD",
+        help="monthly platform-services charge on the next and the recurring invoices "
+        "(nextInvoicePlatformServicesTotalAmount; default 0)",
+    )
+    parser.add_argument(
         "--page-cap",
         type=_non_negative_int,
         default=0,
@@ -202,6 +233,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
                 invoice_months=args.invoice_months,
                 payment=args.payment,
                 payment_terms_days=args.payment_terms,
+                currency=args.currency,
+                recurring_discount_percent=args.recurring_discount,
+                platform_services=Decimal(repr(args.platform_services)).quantize(Decimal("0.001")),
             )
             for _ in range(args.accounts)
         ],

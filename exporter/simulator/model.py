@@ -12,10 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Final
 
-from exporter.simulator.catalog import CATEGORIES, LOCATIONS, NO_LOCATION, Category
-from exporter.simulator.scenario import ID_STRIDE, INVOICE_ITEM_SPAN, SimAccount, SimInvoice, tax_of
+from exporter.simulator.catalog import CATEGORIES, CURRENCIES, LOCATIONS, NO_LOCATION, Category
+from exporter.simulator.scenario import (
+    ID_STRIDE,
+    INVOICE_ITEM_SPAN,
+    ExchangeRate,
+    SimAccount,
+    SimInvoice,
+    exchange_rate,
+    tax_of,
+)
 from exporter.simulator.wireformat import date_str, money_num, money_str
 
 
@@ -171,12 +180,13 @@ class InvoiceItemRef:
         category = CATEGORIES[line.category]
         return Component(category.code, category.name, category.category_id, line.description, 0, 0)
 
-    def amounts(self) -> tuple[int, int]:
-        """(recurring, one-time) of this line alone, mills."""
+    def amounts(self, comp: Component | None = None) -> tuple[int, int]:
+        """(recurring, one-time) of this line alone, mills (``comp``: its component, if known)."""
         if not self.is_view:
             line = self.inv.lines[self.pos]
             return line.recurring, line.one_time
-        comp = self.component()
+        if comp is None:
+            comp = self.component()
         hourly = self.acct.hourly[self.pos]
         # The hours billed are those at the cut, not today's (hourly items restart each cycle).
         hours = self.inv.hours if self.inv.hours is not None else self.acct.hours0
@@ -409,6 +419,80 @@ USER_STATUS = TypeDef(
     },
 )
 
+# -- SoftLayer_Billing_Currency, _ExchangeRate, SoftLayer_Account_Status --------------------------
+# Properties from the SLDN datatype pages (softlayer/githubio_source
+# content/reference/datatypes/SoftLayer_Billing_Currency{,_ExchangeRate}) and softlayer-go
+# datatypes/billing.go; no captured response exists (softlayer-api.md section 5 item 2), so
+# the values are INFERRED (see exporter.simulator.catalog.CURRENCIES and scenario.exchange_rate).
+
+
+@dataclass(frozen=True, slots=True)
+class CurrencyRef:
+    """SoftLayer_Billing_Currency ``code``; ``moment`` picks its ``currentExchangeRate``."""
+
+    code: str
+    moment: int
+
+
+def _current_rate(c: CurrencyRef) -> Any:
+    rate = exchange_rate(c.code, c.moment)
+    return MISSING if rate is None else rate
+
+
+BILLING_CURRENCY = TypeDef(
+    "SoftLayer_Billing_Currency",
+    local={
+        "id": lambda c: CURRENCIES[c.code].id,
+        "keyName": lambda c: c.code,
+        "name": lambda c: CURRENCIES[c.code].name,
+    },
+    relational={
+        # SLDN: "The current exchange rate"; USD has nothing to exchange (INFERRED: absent).
+        "currentExchangeRate": Rel("SoftLayer_Billing_Currency_ExchangeRate", _current_rate),
+    },
+)
+
+EXCHANGE_RATE = TypeDef(
+    "SoftLayer_Billing_Currency_ExchangeRate",
+    local={
+        "effectiveDate": lambda x: date_str(x.effective),
+        "expirationDate": lambda x: date_str(x.expiration),
+        "id": lambda x: x.id,
+        # A decimal (SLDN type); sent as a string like every other SoftLayer decimal
+        # property in the captures (softlayer-api.md section 3.1).
+        "rate": lambda x: _decimal_str(x.rate),
+    },
+    relational={
+        "fundingCurrency": Rel(
+            "SoftLayer_Billing_Currency", lambda x: CurrencyRef("USD", x.effective)
+        ),
+        "localCurrency": Rel(
+            "SoftLayer_Billing_Currency", lambda x: CurrencyRef(x.local, x.effective)
+        ),
+    },
+)
+
+ACCOUNT_STATUS = TypeDef(
+    "SoftLayer_Account_Status",
+    # softlayer-cli fixture SoftLayer_Account/getObject_missingPendingInvoice.json:
+    # "accountStatus": {"id": 1001, "name": "Active"}.
+    local={
+        "id": lambda a: a.account_status_id,
+        "name": lambda a: a.account_status_name,
+    },
+)
+
+
+def _decimal_str(value: Decimal) -> str:
+    """SoftLayer's decimal strings drop the leading zero: ``.9214`` (softlayer-api.md 3.1)."""
+    text = format(value, "f")
+    return text[1:] if text.startswith("0.") else text
+
+
+def _exchange_rate_or_missing(rate: ExchangeRate | None) -> Any:
+    return MISSING if rate is None else rate
+
+
 # -- SoftLayer_Billing_Invoice_Item ----------------------------------------------------------------
 
 
@@ -417,10 +501,18 @@ def _ii_tax(r: InvoiceItemRef, which: int) -> int:
 
 
 def _ii_total(r: InvoiceItemRef, which: int, taxed: bool) -> int:
-    refs = [r, *r.children()]
-    if taxed:
-        return sum(_ii_tax(x, which) for x in refs)
-    return sum(x.amounts()[which] for x in refs)
+    if r.child or not r.is_view:
+        refs = [r, *r.children()]
+        if taxed:
+            return sum(_ii_tax(x, which) for x in refs)
+        return sum(x.amounts()[which] for x in refs)
+    # A row-mirroring top-level line: build its components once, not once per child.
+    total = 0
+    for child, comp in enumerate(components(r.acct, r.pos)):
+        line = r if child == 0 else InvoiceItemRef(r.acct, r.inv, r.pos, child)
+        amount = line.amounts(comp)[which]
+        total += tax_of(amount, r.inv.tax_bp) if taxed else amount
+    return total
 
 
 def _ii_top(r: InvoiceItemRef) -> bool:
@@ -579,6 +671,12 @@ INVOICE = TypeDef(
         "invoiceTopLevelItems": Rel(
             "SoftLayer_Billing_Invoice_Item", invoice_top_level_items, many=True
         ),
+        # SLDN Billing_Invoice: "Exchange rate used for billing this invoice"; absent on a
+        # USD account's invoices (INFERRED: no capture shows either case).
+        "localCurrencyExchangeRate": Rel(
+            "SoftLayer_Billing_Currency_ExchangeRate",
+            lambda r: _exchange_rate_or_missing(r.acct.invoice_exchange_rate(r.inv)),
+        ),
     },
 )
 
@@ -619,12 +717,20 @@ BILLING_INFO = TypeDef(
         "lastPaymentDate": _last_payment,
         "modifyDate": lambda a: date_str(a.created),
         "nextBillDate": lambda a: date_str(a.next_bill),
-        "paymentTerms": lambda a: a.payment_terms_days,
-        "percentDiscountOnetime": lambda a: 0,
-        "percentDiscountRecurring": lambda a: 0,
+        # SLDN Billing_Info: "The payment terms for an account" (integer); the softlayer-cli
+        # captures send null, which the simulator does for accounts paying by card.
+        "paymentTerms": lambda a: a.payment_terms(),
+        # "The percentage discount received on all one-time / recurring charges on a
+        # customer's monthly bill" (integers; captures show 0 and 100).
+        "percentDiscountOnetime": lambda a: a.one_time_discount,
+        "percentDiscountRecurring": lambda a: a.recurring_discount,
     },
     relational={
         "currentBillingCycle": Rel("SoftLayer_Billing_Info_Cycle", lambda a: a),
+        # "Currency to be used by this customer account."
+        "currency": Rel(
+            "SoftLayer_Billing_Currency", lambda a: CurrencyRef(a.currency, a.accrued_h * 3600)
+        ),
     },
 )
 
@@ -709,9 +815,22 @@ ACCOUNT = TypeDef(
     },
     scalar_relational={
         "balance": lambda r: money_num(_balance(r)),
-        "nextInvoiceTotalAmount": lambda r: money_num(_next(r, 0) + _next(r, 1)),
+        # "pre-tax total amount of an account's next invoice" (SLDN getNextInvoiceTotalAmount):
+        # after the account discounts, platform services included (INFERRED, see
+        # SimAccount._apply_account_terms).
+        "nextInvoiceTotalAmount": lambda r: money_num(
+            _next(r, 0) + _next(r, 1) + r.acct.platform_services
+        ),
         "nextInvoiceTotalRecurringAmount": lambda r: money_num(_next(r, 0)),
-        "nextInvoiceTotalRecurringAmountBeforeAccountDiscount": lambda r: money_num(_next(r, 0)),
+        # softlayer-go datatypes/account.go; every recurring amount is eligible (INFERRED).
+        "nextInvoiceTotalRecurringAmountBeforeAccountDiscount": lambda r: money_num(
+            r.acct.next_totals_before_discount()[0]
+        ),
+        "nextInvoiceRecurringAmountEligibleForAccountDiscount": lambda r: money_num(
+            r.acct.next_totals_before_discount()[0]
+        ),
+        # "The pre-tax platform services total amount of an account's next invoice."
+        "nextInvoicePlatformServicesTotalAmount": lambda r: money_num(r.acct.platform_services),
         "nextInvoiceTotalTaxableRecurringAmount": lambda r: money_num(
             _next(r, 0) if r.acct.tax_bp else 0
         ),
@@ -729,6 +848,9 @@ ACCOUNT = TypeDef(
         **{name: _count(name) for name in _COUNT_NAMES},
     },
     relational={
+        # softlayer-go datatypes/account.go: "An account's status presented in a more
+        # detailed data type."
+        "accountStatus": Rel("SoftLayer_Account_Status", lambda r: r.acct),
         "billingInfo": Rel("SoftLayer_Billing_Info", lambda r: r.acct),
         "pendingInvoice": Rel("SoftLayer_Billing_Invoice", pending_invoice),
         "latestRecurringInvoice": Rel("SoftLayer_Billing_Invoice", latest_recurring_invoice),
@@ -756,8 +878,11 @@ TYPES: Final[dict[str, TypeDef]] = {
     t.name: t
     for t in (
         ACCOUNT,
+        ACCOUNT_STATUS,
+        BILLING_CURRENCY,
         BILLING_INFO,
         BILLING_INFO_CYCLE,
+        EXCHANGE_RATE,
         INVOICE,
         INVOICE_ITEM,
         BILLING_ITEM,

@@ -47,9 +47,18 @@ from decimal import Decimal
 from itertools import accumulate
 from typing import Any, Final
 
-from exporter.simulator.catalog import CATEGORIES, CATEGORY_INDEX, COMPANY_NAMES, Category, Tier
+from exporter.simulator.catalog import (
+    ACTIVE_STATUS,
+    CATEGORIES,
+    CATEGORY_INDEX,
+    COMPANY_NAMES,
+    CURRENCIES,
+    Category,
+    Tier,
+)
 from exporter.simulator.clock import SimClock
 from exporter.simulator.wireformat import (
+    CENTRAL,
     aware,
     decimal_to_mills,
     mills_to_decimal,
@@ -59,13 +68,16 @@ from exporter.simulator.wireformat import (
 __all__ = [
     "AccountSpec",
     "AccountTruth",
+    "BillingTruth",
     "CategoryTruth",
+    "ExchangeRate",
     "InvoiceLine",
     "InvoiceTruth",
     "Scenario",
     "SimAccount",
     "SimInvoice",
     "SimUser",
+    "exchange_rate",
 ]
 
 #: Tier index marking an item added by :meth:`Scenario.add_billing_item`: no children.
@@ -89,6 +101,55 @@ def tax_of(mills: int, tax_bp: int) -> int:
     return (mills * tax_bp + 5000) // 10000
 
 
+def discount_of(mills: int, percent: int) -> int:
+    """Return the account discount of ``percent`` on an amount, rounded half-up to the mill."""
+    return (mills * percent + 50) // 100
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeRate:
+    """A SoftLayer_Billing_Currency_ExchangeRate: 1 USD (funding) in the local currency.
+
+    Properties ``id``, ``rate``, ``effectiveDate``, ``expirationDate``, ``fundingCurrency``
+    and ``localCurrency`` (SLDN SoftLayer_Billing_Currency_ExchangeRate datatype page;
+    softlayer-go ``datatypes/billing.go``). No public capture shows a value: the direction
+    (local units per USD), the monthly validity and the rates are INFERRED.
+    """
+
+    id: int
+    local: str  # the local currency's key name
+    rate: Decimal
+    effective: int  # epoch seconds
+    expiration: int
+
+
+def exchange_rate(currency: str, moment: int) -> ExchangeRate | None:
+    """Return the rate valid at ``moment`` for ``currency``; None for USD (nothing to exchange).
+
+    Rates hold for a calendar month (Central time) and drift by up to 2 % around the
+    currency's base rate from month to month, deterministically.
+    """
+    spec = CURRENCIES[currency]
+    if spec.base_rate is None:
+        return None
+    local = datetime.fromtimestamp(moment, CENTRAL)
+    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    index = start.year * 12 + start.month - 1
+    drift = Decimal((index * 37) % 41 - 20) / 1000
+    base = Decimal(spec.base_rate)
+    places = base.as_tuple().exponent
+    rate = (base * (1 + drift)).quantize(
+        Decimal(1).scaleb(places if isinstance(places, int) else -4)
+    )
+    return ExchangeRate(
+        id=700_000 + spec.id * 10_000 + index % 10_000,
+        local=currency,
+        rate=rate,
+        effective=utc_epoch(start),
+        expiration=utc_epoch(_add_months(start, 1)),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class AccountSpec:
     """What to generate for one account.
@@ -99,6 +160,14 @@ class AccountSpec:
     from the seed. ``payment`` is how the recurring invoices the billing clock cuts get paid:
     ``card`` (the same day), ``invoice`` (``payment_terms_days`` after the cut) or
     ``card_failed`` (closed ``CLOSED_FAILED`` the same day, nothing paid).
+
+    Billing terms (``SoftLayer_Billing_Info``, see :mod:`exporter.simulator.model`):
+    ``currency`` is a key of :data:`~exporter.simulator.catalog.CURRENCIES` (amounts stay
+    USD; the invoices carry the month's exchange rate); ``recurring_discount_percent`` and
+    ``one_time_discount_percent`` (0..100) are the account discounts applied to the next
+    invoice's and the recurring invoices' totals (never to billing items);
+    ``platform_services`` is the monthly pre-tax platform-services charge, which is on the
+    next invoice's and the recurring invoices' totals but on no billing item.
     """
 
     items: int = 40
@@ -108,6 +177,10 @@ class AccountSpec:
     company_name: str | None = None
     payment: str = "card"
     payment_terms_days: int = 30
+    currency: str = "USD"
+    recurring_discount_percent: int = 0
+    one_time_discount_percent: int = 0
+    platform_services: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
         if self.items < 0:
@@ -127,6 +200,16 @@ class AccountSpec:
             )
         if not 0 <= self.payment_terms_days <= 366:
             raise ValueError("AccountSpec.payment_terms_days must be in [0, 366]")
+        if self.currency not in CURRENCIES:
+            raise ValueError(
+                f"AccountSpec.currency must be one of {', '.join(CURRENCIES)}, "
+                f"got {self.currency!r}"
+            )
+        for name in ("recurring_discount_percent", "one_time_discount_percent"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise ValueError(f"AccountSpec.{name} must be in [0, 100]")
+        if self.platform_services < 0 or (self.platform_services * 1000) % 1:
+            raise ValueError("AccountSpec.platform_services must be >= 0, in whole mills")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +263,8 @@ class SimInvoice:
     top_level_count: int = 0
     starting_balance: int = 0
     ending_balance: int = 0
+    #: Platform-services charge (untaxed, on no line), recurring invoices of accounts with one.
+    platform: int = 0
 
     @property
     def tax(self) -> int:
@@ -188,8 +273,8 @@ class SimInvoice:
 
     @property
     def pre_tax(self) -> int:
-        """Recurring plus one-time, before tax, in mills."""
-        return self.recurring + self.one_time
+        """Recurring plus one-time plus platform services, before tax, in mills."""
+        return self.recurring + self.one_time + self.platform
 
     @property
     def total(self) -> int:
@@ -220,6 +305,28 @@ class InvoiceTruth:
     top_level_item_count: int
     starting_balance: Decimal
     ending_balance: Decimal
+    #: ``localCurrencyExchangeRate`` (None on a USD account's invoices).
+    exchange_rate: ExchangeRate | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BillingTruth:
+    """The account's billing information (``SoftLayer_Account.billingInfo`` and co.).
+
+    ``payment_terms`` is ``paymentTerms`` (None, sent as ``null``, for card payers);
+    ``exchange_rate`` is the currency's ``currentExchangeRate`` (None for USD).
+    """
+
+    currency: str
+    currency_name: str
+    exchange_rate: ExchangeRate | None
+    payment_terms: int | None
+    recurring_discount_percent: int
+    one_time_discount_percent: int
+    account_status_id: int
+    account_status: str
+    next_invoice_recurring_before_discount: Decimal
+    next_invoice_platform_services: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +383,7 @@ class AccountTruth:
     cycle_start: datetime
     cycle_end: datetime
     anniversary_day: int
+    billing: BillingTruth | None = None
 
     def hours_left(self, now: float) -> Decimal:
         """Hours from ``now`` (unix time) to the end of the cycle, never negative."""
@@ -317,8 +425,12 @@ class SimAccount:
         self.api_key = f"{rng.getrandbits(256):064x}"
         self.iam_api_key = hashlib.sha256(f"iam/{seed}/{index}".encode()).hexdigest()[:44]
         self.brand_id = 2
-        self.account_status_id = 1001
+        self.account_status_id, self.account_status_name = ACTIVE_STATUS
         self.country = "US"
+        self.currency = spec.currency
+        self.recurring_discount = spec.recurring_discount_percent
+        self.one_time_discount = spec.one_time_discount_percent
+        self.platform_services = decimal_to_mills(spec.platform_services)
         if spec.tax_rate is not None:
             self.tax_bp = int(spec.tax_rate * 10000)
         else:
@@ -559,7 +671,24 @@ class SimAccount:
         inv.one_time_tax = self.p_setup_tax[hi] - self.p_setup_tax[new_lo]
         inv.item_count = self.p_count[hi]
         inv.top_level_count = hi
+        self._apply_account_terms(inv)
         return inv
+
+    def _apply_account_terms(self, inv: SimInvoice) -> None:
+        """Apply the account discounts to a recurring invoice and add platform services.
+
+        Account discounts apply to account and invoice totals, never to billing items
+        (softlayer-api.md section 8 item 7: ``...BeforeAccountDiscount`` in softlayer-go
+        ``datatypes/account.go``, ``Billing_Info.percentDiscountRecurring``); the lines keep
+        their own amounts, so they need not add up to the totals. How SoftLayer rounds a
+        discount, and whether tax is computed before or after it, is not documented: here
+        each total and its tax lose the percentage, rounded half-up to the mill (INFERRED).
+        """
+        inv.recurring -= discount_of(inv.recurring, self.recurring_discount)
+        inv.recurring_tax -= discount_of(inv.recurring_tax, self.recurring_discount)
+        inv.one_time -= discount_of(inv.one_time, self.one_time_discount)
+        inv.one_time_tax -= discount_of(inv.one_time_tax, self.one_time_discount)
+        inv.platform = self.platform_services
 
     def _line_invoice(
         self, type_code: str, created: int, lines: tuple[InvoiceLine, ...], tax_bp: int
@@ -657,10 +786,22 @@ class SimAccount:
         return self.setup[row] if row >= self.next_new_lo() else 0
 
     def next_totals(self) -> tuple[int, int, int, int, int]:
-        """Sum up the next invoice, in mills.
+        """Sum up the next invoice after the account discounts, in mills.
 
-        Returns (recurring, one_time, recurring_tax, one_time_tax, top-level count).
+        Returns (recurring, one_time, recurring_tax, one_time_tax, top-level count); the
+        platform-services charge (:attr:`platform_services`) comes on top of these.
         """
+        recurring, one_time, rec_tax, one_tax, count = self.next_totals_before_discount()
+        return (
+            recurring - discount_of(recurring, self.recurring_discount),
+            one_time - discount_of(one_time, self.one_time_discount),
+            rec_tax - discount_of(rec_tax, self.recurring_discount),
+            one_tax - discount_of(one_tax, self.one_time_discount),
+            count,
+        )
+
+    def next_totals_before_discount(self) -> tuple[int, int, int, int, int]:
+        """Sum up the next invoice's billing items, in mills (see :meth:`next_totals`)."""
         n = self.item_count
         lo = self.next_new_lo()
         recurring = self.p_rec[n]
@@ -723,6 +864,21 @@ class SimAccount:
                 counts[prop] += hourly + monthly
         counts.update(self.misc_counts)
         return counts
+
+    def payment_terms(self) -> int | None:
+        """``billingInfo.paymentTerms``: the invoice terms in days; None for card payers.
+
+        softlayer-cli captures (``SoftLayer_Account/getObject.json``) send ``null``.
+        """
+        return self.payment_terms_days if self.payment == "invoice" else None
+
+    def current_exchange_rate(self) -> ExchangeRate | None:
+        """Return the billing currency's rate now (the hour the account was last brought to)."""
+        return exchange_rate(self.currency, self.accrued_h * _HOUR)
+
+    def invoice_exchange_rate(self, inv: SimInvoice) -> ExchangeRate | None:
+        """``localCurrencyExchangeRate`` of an invoice: the rate of the month it was cut."""
+        return exchange_rate(self.currency, inv.created)
 
     # -- the billing clock -------------------------------------------------------------------
 
@@ -813,6 +969,7 @@ class SimAccount:
         inv.one_time_tax = sum(self.setup_tax[row] for row in rows if row >= new_lo)
         inv.item_count = sum(self.count[row] for row in rows)
         inv.top_level_count = len(rows)
+        self._apply_account_terms(inv)
         self.invoice_seq += 1
         inv.id = self._invoice_id(self.invoice_seq)
         self.invoices.append(inv)
@@ -1003,7 +1160,7 @@ class Scenario:
             return cached[1]
         acct = self.account(account_id)
         recurring, one_time, rec_tax, one_tax, count = acct.next_totals()
-        invoices = [_invoice_truth(inv) for inv in acct.invoices]
+        invoices = [_invoice_truth(inv, acct.currency) for inv in acct.invoices]
         by_id = {t.id: t for t in invoices}
         latest = acct.latest_recurring()
         pending = acct.pending()
@@ -1026,7 +1183,7 @@ class Scenario:
             account_id=acct.id,
             company_name=acct.company_name,
             balance=mills_to_decimal(sum(inv.total - inv.payments for inv in acct.invoices)),
-            next_invoice_pre_tax=mills_to_decimal(recurring + one_time),
+            next_invoice_pre_tax=mills_to_decimal(recurring + one_time + acct.platform_services),
             next_invoice_recurring=mills_to_decimal(recurring),
             next_invoice_one_time=mills_to_decimal(one_time),
             next_invoice_tax=mills_to_decimal(rec_tax + one_tax),
@@ -1041,6 +1198,7 @@ class Scenario:
             cycle_start=aware(acct.cycle_start),
             cycle_end=aware(acct.next_bill),
             anniversary_day=acct.anniversary_day,
+            billing=_billing_truth(acct),
         )
         self._truth_cache[account_id] = (self.version, truth)
         return truth
@@ -1175,7 +1333,25 @@ class Scenario:
         self.version += 1
 
 
-def _invoice_truth(inv: SimInvoice) -> InvoiceTruth:
+def _billing_truth(acct: SimAccount) -> BillingTruth:
+    currency = CURRENCIES[acct.currency]
+    return BillingTruth(
+        currency=currency.key_name,
+        currency_name=currency.name,
+        exchange_rate=acct.current_exchange_rate(),
+        payment_terms=acct.payment_terms(),
+        recurring_discount_percent=acct.recurring_discount,
+        one_time_discount_percent=acct.one_time_discount,
+        account_status_id=acct.account_status_id,
+        account_status=acct.account_status_name,
+        next_invoice_recurring_before_discount=mills_to_decimal(
+            acct.next_totals_before_discount()[0]
+        ),
+        next_invoice_platform_services=mills_to_decimal(acct.platform_services),
+    )
+
+
+def _invoice_truth(inv: SimInvoice, currency: str = "USD") -> InvoiceTruth:
     return InvoiceTruth(
         id=inv.id,
         type_code=inv.type_code,
@@ -1192,4 +1368,5 @@ def _invoice_truth(inv: SimInvoice) -> InvoiceTruth:
         top_level_item_count=inv.top_level_count,
         starting_balance=mills_to_decimal(inv.starting_balance),
         ending_balance=mills_to_decimal(inv.ending_balance),
+        exchange_rate=exchange_rate(currency, inv.created),
     )

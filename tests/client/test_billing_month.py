@@ -20,6 +20,7 @@ from exporter.poller import Poller
 from exporter.simulator import AccountSpec, AccountTruth, Scenario, SimulatorServer
 from exporter.snapshot import INVOICE_STATUSES, INVOICE_TYPES, ExporterState
 from tests.client.conftest import make_config
+from tests.client.finops_truth import FINOPS_PREFIXES, expected_finops
 
 START = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 #: Both anniversaries fall in the first two days, and no item is scheduled to end.
@@ -33,6 +34,7 @@ BILLING = (
     "softlayer_recent_invoices",
     "softlayer_next_invoice_",
     "softlayer_billing_cycle_",
+    *FINOPS_PREFIXES,
 )
 INVOICE_VALUES = {
     "softlayer_invoice_total_usd": "total",
@@ -184,6 +186,7 @@ async def test_a_billing_cycle_replayed_hour_by_hour_matches_truth_in_every_seri
                 for acct in scenario.accounts:
                     name = names[acct.id]
                     want = dict(expected(name, scenario.truth(acct.id), now))
+                    want.update(expected_finops(name, scenario, acct.id))
                     got = {k: v for k, v in samples.items() if ("account", name) in k[1]}
                     assert got.keys() == want.keys(), (moment, set(got) ^ set(want))
                     for series, value in want.items():

@@ -31,7 +31,10 @@ SOURCES_OF = {
         Source.LATEST_RECURRING_INVOICE,
         Source.PENDING_INVOICE,
         Source.NEXT_INVOICE_ITEMS,
+        Source.BILLING_INFO,
     },
+    # The recurring-invoice history is a getInvoices too, but cached while the latest
+    # recurring invoice of the account object stays the same: no request here.
     GET_INVOICES: {Source.INVOICES},
     GET_ITEMS: {Source.NEXT_INVOICE_ITEMS},
 }
@@ -41,6 +44,8 @@ FIELD_OF = {
     Source.PENDING_INVOICE: "pending_invoice",
     Source.INVOICES: "invoices",
     Source.NEXT_INVOICE_ITEMS: "next_invoice",
+    Source.BILLING_INFO: "billing",
+    Source.INVOICE_HISTORY: "history",
 }
 FAULT_REASONS = [
     (FaultKind.RATE_LIMIT, "rate_limited"),

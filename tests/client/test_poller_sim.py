@@ -29,10 +29,17 @@ CENTRAL = timezone(timedelta(hours=-6))
 GET_OBJECT = "SoftLayer_Account::getObject"
 GET_INVOICES = "SoftLayer_Account::getInvoices"
 GET_ITEMS = "SoftLayer_Account::getNextInvoiceTopLevelBillingItems"
+GET_LINES = "SoftLayer_Billing_Invoice::getInvoiceTopLevelItems"
 
 
-def walk_calls(poller: Poller, scenario: Scenario, page_size: int) -> Counter[str]:
-    """Exact API calls of a poll that walks every list, from the truth and the window used."""
+def walk_calls(
+    poller: Poller, scenario: Scenario, page_size: int, *, first: bool = True
+) -> Counter[str]:
+    """Exact API calls of a poll that walks every list, from the truth and the window used.
+
+    On the ``first`` poll only (then cached while the latest recurring invoice stays the
+    same): one getInvoices more for the invoice history and the latest invoice's lines.
+    """
     calls: Counter[str] = Counter()
     for account, acct in zip(poller.config.accounts, scenario.accounts, strict=True):
         truth = scenario.truth(acct.id)
@@ -47,6 +54,11 @@ def walk_calls(poller: Poller, scenario: Scenario, page_size: int) -> Counter[st
         calls[GET_ITEMS] += pages(truth.next_invoice_item_count, page_size)
         if any(c.hourly_items for c in truth.categories.values()):
             calls[GET_OBJECT] += 1  # the recurring total again: did the walk straddle a change?
+        latest = truth.latest_recurring_invoice
+        if first:
+            calls[GET_INVOICES] += 1
+        if first and latest is not None:
+            calls[GET_LINES] += pages(latest.top_level_item_count, page_size)
     return calls
 
 
@@ -74,16 +86,18 @@ async def test_values_equal_truth_with_and_without_pending_invoice(
     sim.reset_stats()
     assert await poller.poll_once() is True
     assert poller.state.first_cycle_done
-    # Two accounts at the default page size: one call per data set, 3 per account, and the
-    # recurring total read again after each item walk (both accounts have hourly items).
-    assert sim.stats.requests == {GET_OBJECT: 4, GET_INVOICES: 2, GET_ITEMS: 2}
+    # Two accounts at the default page size: one call per data set, and the recurring total
+    # read again after each item walk (both accounts have hourly items); the first poll also
+    # reads the recurring-invoice history and the latest invoice's lines.
+    assert sim.stats.requests == {GET_OBJECT: 4, GET_INVOICES: 4, GET_ITEMS: 2, GET_LINES: 2}
     stats = poller.api_stats
     assert {method for _, method, _ in stats.requests} == {
         "getObject",
         "getInvoices",
         "getNextInvoiceTopLevelBillingItems",
+        "getInvoiceTopLevelItems",
     }
-    assert stats.requests[("acct1", "getInvoices", "200")] == 1
+    assert stats.requests[("acct1", "getInvoices", "200")] == 2
     assert stats.errors == {}
     for account in ("acct0", "acct1"):
         buckets, _ = stats.duration(account, "getObject")
@@ -138,7 +152,8 @@ async def test_calls_per_poll_are_exact(
     sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
 ) -> None:
     """The first poll walks (1 getObject + W(I) + W(N) per account, plus the recurring total
-    again); an unchanged poll then costs at most 4 requests per account, whatever N."""
+    again, the history and the latest invoice's lines); an unchanged poll then costs at most 4
+    requests per account, whatever N."""
     poller = make_poller(make_config(sim, scenario, page_size=10))
     sim.reset_stats()
     assert await poller.poll_once()
@@ -155,13 +170,13 @@ async def test_calls_per_poll_are_exact(
 async def test_without_steady_state_every_poll_walks(
     sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
 ) -> None:
-    """full_walk_interval 0: every poll makes exactly 1 getObject + W(I) + W(N) per account,
-    the same on every poll (nothing cached that changes the count)."""
+    """full_walk_interval 0: every poll makes exactly 1 getObject + W(I) + W(N) per account;
+    only the first adds the history and the latest invoice's lines (cached per invoice)."""
     poller = make_poller(make_config(sim, scenario, page_size=10, full_walk_interval_seconds=0))
-    for _ in range(2):
+    for poll in range(2):
         sim.reset_stats()
         assert await poller.poll_once()
-        expected = walk_calls(poller, scenario, page_size=10)
+        expected = walk_calls(poller, scenario, page_size=10, first=poll == 0)
         expected[GET_OBJECT] = len(scenario.accounts)  # no re-read: no baseline to anchor
         assert Counter(sim.stats.requests) == expected
 
@@ -390,20 +405,36 @@ async def test_undocumented_codes_are_served_under_their_own_code_and_logged_onc
         assert window.counts[("SURPRISE", older.status_code)] == 1
 
 
+_HISTORY = Source.INVOICE_HISTORY
+
+
 @pytest.mark.parametrize(
-    ("off", "methods"),
+    ("off", "first", "later"),
     [
-        ({Source.INVOICES}, {GET_OBJECT, GET_ITEMS}),
-        ({Source.NEXT_INVOICE_ITEMS}, {GET_OBJECT, GET_INVOICES}),
+        ({Source.INVOICES, _HISTORY}, {GET_OBJECT, GET_ITEMS}, {GET_OBJECT, GET_ITEMS}),
         (
-            {Source.LATEST_RECURRING_INVOICE, Source.PENDING_INVOICE},
+            {Source.NEXT_INVOICE_ITEMS, _HISTORY},
+            {GET_OBJECT, GET_INVOICES},
+            {GET_OBJECT, GET_INVOICES},
+        ),
+        (
+            {Source.LATEST_RECURRING_INVOICE, Source.PENDING_INVOICE, _HISTORY},
+            {GET_OBJECT, GET_INVOICES, GET_ITEMS},
             {GET_OBJECT, GET_INVOICES, GET_ITEMS},
         ),
         # Only the invoice window: no account object at all.
-        (set(Source) - {Source.INVOICES}, {GET_INVOICES}),
+        (set(Source) - {Source.INVOICES}, {GET_INVOICES}, {GET_INVOICES}),
         # The items' forecast and change checks still need the account's next-invoice totals:
         # getObject is asked for them, the account source itself is not published.
-        (set(Source) - {Source.NEXT_INVOICE_ITEMS}, {GET_OBJECT, GET_ITEMS}),
+        (
+            set(Source) - {Source.NEXT_INVOICE_ITEMS},
+            {GET_OBJECT, GET_ITEMS},
+            {GET_OBJECT, GET_ITEMS},
+        ),
+        # The history needs the latest recurring invoice to see it change (getObject), walks
+        # the latest invoice's lines once, then asks nothing while that invoice stays.
+        (set(Source) - {_HISTORY}, {GET_OBJECT, GET_INVOICES, GET_LINES}, {GET_OBJECT}),
+        (set(Source) - {Source.BILLING_INFO}, {GET_OBJECT}, {GET_OBJECT}),
     ],
 )
 async def test_switched_off_sources_are_never_requested(
@@ -411,7 +442,8 @@ async def test_switched_off_sources_are_never_requested(
     scenario: Scenario,
     make_poller: PollerFactory,
     off: set[Source],
-    methods: set[str],
+    first: set[str],
+    later: set[str],
 ) -> None:
     """sources: {x: false}: x's calls are never made, its series are absent (no data, no
     source status), and the sources left on are served exactly as usual."""
@@ -419,7 +451,7 @@ async def test_switched_off_sources_are_never_requested(
     account = replace(config.accounts[0], sources=frozenset(Source) - off)
     poller = make_poller(replace(config, accounts=(account,)))
     acct = scenario.accounts[0]
-    for _ in range(2):  # the first poll walks, the second checks: neither asks for x
+    for methods in (first, later):  # the first poll walks, the second checks: neither asks for x
         sim.reset_stats()
         assert await poller.poll_once()
         assert set(sim.stats.requests) == methods
@@ -431,6 +463,8 @@ async def test_switched_off_sources_are_never_requested(
         Source.PENDING_INVOICE: snapshot.pending_invoice,
         Source.INVOICES: snapshot.invoices,
         Source.NEXT_INVOICE_ITEMS: snapshot.next_invoice,
+        Source.BILLING_INFO: snapshot.billing,
+        Source.INVOICE_HISTORY: snapshot.history,
     }
     assert {source for source, data in fields.items() if data is None} == off
     truth = scenario.truth(acct.id)

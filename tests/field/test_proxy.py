@@ -52,15 +52,18 @@ async def test_http_endpoint_through_http_proxy(
             logged = proxy.requests()
     assert run.returncode == 0, run.stderr
     assert relay.refused == []
-    prefix = f"GET {relay.url}/rest/v3.1/SoftLayer_Account/"
+    prefix = f"GET {relay.url}/rest/v3.1/"
     proxied = [line for line in logged if line.startswith(prefix)]
     requests = run.named("api_request")
     assert sim.stats.total > 3  # paged lists: more than one request per method
     assert len(proxied) == sim.stats.total == len(requests)
+    latest = scenario.truth(account.id).latest_recurring_invoice
+    assert latest is not None
     assert {line.split("?")[0].removeprefix(prefix) for line in proxied} == {
-        "getObject.json",
-        "getInvoices.json",
-        "getNextInvoiceTopLevelBillingItems.json",
+        "SoftLayer_Account/getObject.json",
+        "SoftLayer_Account/getInvoices.json",
+        "SoftLayer_Account/getNextInvoiceTopLevelBillingItems.json",
+        f"SoftLayer_Billing_Invoice/{latest.id}/getInvoiceTopLevelItems.json",
     }
     (started,) = run.named("poll")
     assert started["outcome"] == "ok"

@@ -37,6 +37,7 @@ PROCESS_METRICS = ("up", "softlayer_exporter_build_info")
 EXPECTED_UIDS = {
     "softlayer-billing-overview.json": "softlayer-billing-overview",
     "softlayer-exporter-health.json": "softlayer-exporter-health",
+    "softlayer-billing-changes.json": "softlayer-billing-changes",
 }
 DASHBOARDS = {path.name: artifacts.load_dashboard(path) for path in artifacts.DASHBOARDS}
 PANELS = [
@@ -51,8 +52,8 @@ def _generator() -> ModuleType:
     return artifacts.grafana_module("generate_dashboards")
 
 
-def test_both_dashboards_exist_with_stable_unique_uids() -> None:
-    """The two dashboards exist, each with its fixed uid (<= 40 chars, unique)."""
+def test_every_dashboard_exists_with_a_stable_unique_uid() -> None:
+    """Every dashboard exists, each with its fixed uid (<= 40 chars, unique)."""
     assert {name: board["uid"] for name, board in DASHBOARDS.items()} == EXPECTED_UIDS
     assert all(len(uid) <= 40 for uid in EXPECTED_UIDS.values())
 

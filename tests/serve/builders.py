@@ -9,6 +9,17 @@ from types import MappingProxyType
 
 from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, Secret, Thresholds
+from exporter.finops.records import (
+    BillingProfile,
+    DatacenterTotals,
+    ExchangeRate,
+    HistoryInvoice,
+    InvoiceCategories,
+    InvoiceCategory,
+    InvoiceHistory,
+    ItemInsights,
+    TopItem,
+)
 from exporter.snapshot import (
     INVOICE_STATUSES,
     INVOICE_TYPES,
@@ -77,6 +88,55 @@ def window() -> InvoiceWindow:
     )
 
 
+EURO = ExchangeRate(rate=Decimal(".9214"), funding="USD", local="EUR")
+INSIGHTS = ItemInsights(
+    datacenters=(
+        DatacenterTotals("dal10", Decimal("200.25"), Decimal("700.5"), 3),
+        DatacenterTotals("IMS", Decimal(0), Decimal("9.99"), 1),
+        DatacenterTotals("other", Decimal("300.2"), Decimal("190.01"), 3),
+    ),
+    folded_datacenters=2,
+    top_items=(
+        TopItem(100000016, "db1.example.com", "server", "dal10", False, Decimal("700.5")),
+        TopItem(
+            100000024,
+            "Endurance Storage",
+            "storage_service_enterprise",
+            "IMS",
+            True,
+            Decimal("9.99"),
+        ),
+    ),
+    other_items_usd=Decimal("690.46"),
+    other_items=5,
+)
+BILLING = BillingProfile(
+    currency="EUR",
+    currency_name="Euro",
+    exchange_rate=EURO,
+    anniversary_day=4,
+    payment_terms=30,
+    recurring_discount_ratio=Decimal("0.1"),
+    one_time_discount_ratio=Decimal(0),
+    account_status_id=1001,
+    account_status="Active",
+    next_invoice_platform_services_usd=Decimal("123.45"),
+    next_invoice_recurring_before_discount_usd=Decimal("1556.33"),
+)
+HISTORY = InvoiceHistory(
+    invoices=(HistoryInvoice(PENDING, EURO), HistoryInvoice(LATEST, None)),
+    latest_categories=InvoiceCategories(
+        invoice_id=102,
+        categories=(
+            InvoiceCategory("server", Decimal("800.25"), Decimal("100"), 2),
+            InvoiceCategory("other", Decimal("200"), Decimal(0), 7),
+        ),
+        folded=3,
+        lines=9,
+    ),
+)
+
+
 def sources(
     up: Mapping[Source, bool], now: float = 1_800_000_000.0
 ) -> Mapping[Source, SourceStatus]:
@@ -141,7 +201,10 @@ def full_snapshot(
             folded_categories=4,
             item_count=7,
             projected_pre_tax_usd=Decimal("1900.75"),
+            insights=INSIGHTS,
         ),
+        billing=BILLING,
+        history=HISTORY,
         sources=sources(dict.fromkeys(down, False)),
         poll_duration_seconds=2.5,
         next_poll=1_800_000_900.0,

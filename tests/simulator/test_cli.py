@@ -124,6 +124,9 @@ def test_help_documents_the_options() -> None:
         (["--clock-speed", "-1"], "expected a number >= 0"),
         (["--payment", "cash"], "invalid choice"),
         (["--page-cap", "x"], "expected an integer"),
+        (["--currency", "XXX"], "invalid choice"),
+        (["--recurring-discount", "150"], "expected a percentage 0..100"),
+        (["--platform-services", "-5"], "expected a number >= 0"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(
@@ -164,6 +167,12 @@ def clocked_simulator() -> Iterator[dict[str, object]]:
         "--page-cap",
         "5",
         "--page-cap-without-total",
+        "--currency",
+        "EUR",
+        "--recurring-discount",
+        "10",
+        "--platform-services",
+        "25.5",
     ]
     with subprocess.Popen(
         argv,
@@ -182,7 +191,8 @@ def clocked_simulator() -> Iterator[dict[str, object]]:
 
 async def test_clock_payment_and_page_cap_options(clocked_simulator: dict[str, object]) -> None:
     """--now/--clock-speed start the billing clock, --payment sets the terms served in
-    billingInfo, --page-cap[-without-total] caps list pages."""
+    billingInfo, --currency/--recurring-discount/--platform-services the billing terms,
+    --page-cap[-without-total] caps list pages."""
     first = clocked_simulator
     accounts = first["accounts"]
     assert isinstance(accounts, list)
@@ -193,9 +203,13 @@ async def test_clock_payment_and_page_cap_options(clocked_simulator: dict[str, o
         async with session.get(str(first["admin_url"]) + "clock") as r:
             clock = await r.json()
         async with session.get(
-            endpoint + "SoftLayer_Account/getObject.json?objectMask=mask[billingInfo]"
+            endpoint + "SoftLayer_Account/getObject.json?objectMask=mask[billingInfo[paymentTerms,"
+            "percentDiscountRecurring,currency[keyName]],nextInvoicePlatformServicesTotalAmount]"
         ) as r:
-            info = (await r.json())["billingInfo"]
+            account = await r.json()
+            info = account["billingInfo"]
+        async with session.get(f"{first['admin_url']}accounts/{acct['id']}/truth") as r:
+            billing = (await r.json())["billing"]
         async with session.get(
             endpoint + "SoftLayer_Account/getNextInvoiceTopLevelBillingItems.json"
         ) as r:
@@ -204,4 +218,8 @@ async def test_clock_payment_and_page_cap_options(clocked_simulator: dict[str, o
     assert clock["speed"] == 3600
     assert clock["epoch"] >= 1795413600  # 2026-11-23T06:00:00Z, then running
     assert info["paymentTerms"] == 15
+    assert (info["percentDiscountRecurring"], info["currency"]) == (10, {"keyName": "EUR"})
+    assert account["nextInvoicePlatformServicesTotalAmount"] == 25.5
+    assert (billing["currency"], billing["payment_terms"]) == ("EUR", 15)
+    assert billing["exchange_rate"]["local_currency"] == "EUR"
     assert (len(rows), total) == (5, None)

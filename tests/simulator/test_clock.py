@@ -136,7 +136,8 @@ async def test_anniversary_cuts_the_invoice_and_restarts_hourly_items(
     assert info["anniversaryDayOfMonth"] == anniversary.day
     assert datetime.fromisoformat(info["lastBillDate"]) == anniversary
     assert datetime.fromisoformat(info["nextBillDate"]) == truth.cycle_end
-    assert info["paymentTerms"] == 0  # paid by card
+    # Paid by card: no terms, sent as null like the softlayer-cli getObject captures.
+    assert info["paymentTerms"] is None
     assert datetime.fromisoformat(info["currentBillingCycle"]["previousCycleEndDate"]) == (
         anniversary
     )

@@ -1,0 +1,295 @@
+"""The last recurring invoices and the latest one by category: source ``invoice_history``.
+
+One ``SoftLayer_Account::getInvoices`` asks for the newest ``invoice_history_months``
+RECURRING invoices (newest first, one page: ``resultLimit=0,N``), with the totals the other
+invoice series use and the exchange rate each was billed at, whenever the latest recurring
+invoice of the poll's account object differs from the one the cached list was fetched for
+(and at least every 6 hours; see :class:`InvoiceHistorySource`). Then the latest one's top-level
+lines are walked with ``SoftLayer_Billing_Invoice::getInvoiceTopLevelItems`` (paged, ordered
+by id, proven complete like every list) and summed per ``categoryCode``, the same codes as
+the next invoice's categories, children included through ``totalRecurringAmount`` and
+``totalOneTimeAmount`` ("An invoice Item's total, including any child invoice items if they
+exist", softlayer-go ``datatypes/billing.go``; pre-tax: the item's tax has its own
+``totalRecurringTaxAmount``).
+
+**Cost.** The walk costs ``ceil(T / page_size)`` requests (T = top-level lines of the latest
+invoice, about the number of billing items) **once per invoice**: SoftLayer documents no
+change to an invoice's lines after it is cut (paying one changes its status; credits and
+refunds come as invoices of their own, SLDN SoftLayer_Billing_Invoice), so the breakdown is
+kept in memory and walked again only when the latest invoice's id, item count or recurring
+or one-time total differs from the cached one (a change to its lines would show there). A
+restart forgets it: the first poll after a start walks the latest invoice once more. The list
+costs one request when the latest invoice changed (cut, paid, closed) and every 6 hours, so a
+steady poll makes no request for this source.
+
+SoftLayer ignores a filter it cannot apply and would then send the account's oldest invoices
+of any type (softlayer-api.md section 5 item 10): the answer is checked to be RECURRING
+invoices, newest first, and refused (``decode``) otherwise.
+"""
+
+from __future__ import annotations
+
+import decimal
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+from pyroaring import BitMap64
+
+from exporter.finops.billing import parse_exchange_rate
+from exporter.finops.masks import EXCHANGE_RATE_FIELDS
+from exporter.finops.records import (
+    OTHER,
+    HistoryInvoice,
+    InvoiceCategories,
+    InvoiceCategory,
+    InvoiceHistory,
+)
+from exporter.snapshot import InvoiceSummary
+from exporter.softlayer import ErrorReason, SoftLayerClient, SoftLayerError
+from exporter.wire import (
+    INVOICE_FIELDS,
+    DecodeError,
+    add_new_ids,
+    parse_decimal,
+    parse_int,
+    parse_invoice,
+    parse_str,
+)
+
+__all__ = [
+    "HISTORY_MASK",
+    "INVOICE_LINE_MASK",
+    "InvoiceCategoryAggregator",
+    "InvoiceHistorySource",
+    "fetch_invoice_categories",
+    "fetch_recurring_invoices",
+    "parse_recurring_invoices",
+]
+
+ACCOUNT_SERVICE: Final = "SoftLayer_Account"
+INVOICE_SERVICE: Final = "SoftLayer_Billing_Invoice"
+#: The history's invoices: the totals of :data:`exporter.wire.INVOICE_FIELDS` and the rate.
+HISTORY_MASK: Final = f"mask[{INVOICE_FIELDS},localCurrencyExchangeRate[{EXCHANGE_RATE_FIELDS}]]"
+#: An invoice's top-level lines: what the per-category sums need, nothing more.
+INVOICE_LINE_MASK: Final = "mask[id,categoryCode,totalRecurringAmount,totalOneTimeAmount]"
+_ORDER_BY_ID: Final = {"operation": "orderBy", "options": [{"name": "sort", "value": ["ASC"]}]}
+#: Newest first, RECURRING only (the order and filter of SLDN's billing article).
+_HISTORY_FILTER: Final = {
+    "invoices": {
+        "typeCode": {"operation": "RECURRING"},
+        "createDate": {"operation": "orderBy", "options": [{"name": "sort", "value": ["DESC"]}]},
+    }
+}
+#: Walks of one invoice's lines per poll: one retry when the first cannot prove it saw all.
+_WALKS: Final = 2
+_SUM: Final = decimal.Context(prec=80, traps=[decimal.InvalidOperation, decimal.Overflow])
+
+
+def parse_recurring_invoices(body: Any, count: int) -> tuple[HistoryInvoice, ...]:
+    """Parse the history list: at most ``count`` RECURRING invoices, newest first.
+
+    Raises :class:`DecodeError` when the answer is not that (a filter SoftLayer ignored).
+    """
+    rows = [body] if isinstance(body, dict) else body
+    if not isinstance(rows, list):
+        raise DecodeError("invoices", "expected a list")
+    if len(rows) > count:
+        raise DecodeError("invoices", f"{len(rows)} invoices for resultLimit {count}")
+    history: list[HistoryInvoice] = []
+    seen: set[int] = set()
+    for index, raw in enumerate(rows):
+        where = f"invoices[{index}]"
+        invoice = parse_invoice(raw, where)
+        if invoice.type_code != "RECURRING":
+            raise DecodeError(
+                f"{where}.typeCode",
+                f"{invoice.type_code[:40]!r} in a RECURRING-only answer (filter not applied)",
+            )
+        if history and invoice.created > history[-1].invoice.created:
+            raise DecodeError(f"{where}.createDate", "not newest first (filter not applied)")
+        if invoice.invoice_id in seen:
+            raise DecodeError(f"{where}.id", f"invoice {invoice.invoice_id} listed twice")
+        seen.add(invoice.invoice_id)
+        rate = parse_exchange_rate(raw.get("localCurrencyExchangeRate"), f"{where}.rate")
+        history.append(HistoryInvoice(invoice=invoice, exchange_rate=rate))
+    return tuple(history)
+
+
+async def fetch_recurring_invoices(
+    client: SoftLayerClient, count: int
+) -> tuple[HistoryInvoice, ...]:
+    """Fetch the newest ``count`` RECURRING invoices, newest first: one request."""
+    page = await client.call(
+        ACCOUNT_SERVICE,
+        "getInvoices",
+        mask=HISTORY_MASK,
+        object_filter=_HISTORY_FILTER,
+        result_limit=(0, count),
+    )
+    return parse_recurring_invoices(page.body, count)
+
+
+class InvoiceCategoryAggregator:
+    """Per-category sums of an invoice's top-level lines, fed page by page.
+
+    Each line counts once however often overlapping pages return it (ids deduplicated like
+    :class:`exporter.wire.CategoryAggregator` does); only the sums are kept.
+    """
+
+    def __init__(self) -> None:
+        self._sums: dict[str, list[Any]] = {}
+        self._seen = BitMap64()
+
+    @property
+    def lines(self) -> int:
+        """Distinct lines folded so far."""
+        return len(self._seen)
+
+    def add_page(self, page: Any, path: str = "lines") -> int:
+        """Fold one page of Billing_Invoice_Item objects; return how many lines were new."""
+        rows = [page] if isinstance(page, dict) else page
+        if not isinstance(rows, list):
+            raise DecodeError(path, "expected a list")
+        parsed: list[tuple[int, str, Decimal, Decimal]] = []
+        for index, raw in enumerate(rows):
+            where = f"{path}[{index}]"
+            if not isinstance(raw, Mapping):
+                raise DecodeError(where, "expected an object")
+            line_id = parse_int(raw.get("id"), f"{where}.id")
+            code = parse_str(raw.get("categoryCode"), f"{where}.categoryCode")
+            if not code:
+                raise DecodeError(f"{where}.categoryCode", "empty")
+            recurring = parse_decimal(
+                raw.get("totalRecurringAmount"), f"{where}.totalRecurringAmount"
+            )
+            one_time = parse_decimal(raw.get("totalOneTimeAmount"), f"{where}.totalOneTimeAmount")
+            parsed.append((line_id, code, recurring, one_time))
+        fresh = add_new_ids(self._seen, [line[0] for line in parsed])
+        for (_, code, recurring, one_time), new in zip(parsed, fresh, strict=True):
+            if not new:
+                continue
+            sums = self._sums.get(code)
+            if sums is None:
+                sums = self._sums[code] = [Decimal(0), Decimal(0), 0]
+            sums[0] = _SUM.add(sums[0], recurring)
+            sums[1] = _SUM.add(sums[1], one_time)
+            sums[2] += 1
+        return sum(fresh)
+
+    def result(self, invoice_id: int, top_n: int) -> InvoiceCategories:
+        """Return the ``top_n`` categories by amount, the rest folded into ``other``."""
+
+        def amount(code: str) -> Decimal:
+            return _SUM.add(self._sums[code][0], self._sums[code][1])
+
+        ranked = sorted((c for c in self._sums if c != OTHER), key=lambda c: (-amount(c), c))
+        kept = ranked[: max(0, top_n)]
+        folded = [code for code in self._sums if code not in kept]
+        categories = [self._category(code, [self._sums[code]]) for code in kept]
+        if folded:
+            categories.append(self._category(OTHER, [self._sums[code] for code in folded]))
+        return InvoiceCategories(
+            invoice_id=invoice_id,
+            categories=tuple(categories),
+            folded=len(folded),
+            lines=self.lines,
+        )
+
+    @staticmethod
+    def _category(code: str, parts: list[list[Any]]) -> InvoiceCategory:
+        recurring, one_time, lines = Decimal(0), Decimal(0), 0
+        for part in parts:
+            recurring = _SUM.add(recurring, part[0])
+            one_time = _SUM.add(one_time, part[1])
+            lines += part[2]
+        return InvoiceCategory(
+            code=code, recurring_usd=recurring, one_time_usd=one_time, lines=lines
+        )
+
+
+async def fetch_invoice_categories(
+    client: SoftLayerClient, invoice_id: int, top_n: int
+) -> InvoiceCategories:
+    """Walk one invoice's top-level lines into per-category sums (retried once if incomplete)."""
+    for attempt in range(_WALKS):
+        lines = InvoiceCategoryAggregator()
+        try:
+            await client.fetch_pages(
+                INVOICE_SERVICE,
+                "getInvoiceTopLevelItems",
+                init_id=invoice_id,
+                mask=INVOICE_LINE_MASK,
+                object_filter={"invoiceTopLevelItems": {"id": _ORDER_BY_ID}},
+                consume=lines.add_page,
+            )
+        except SoftLayerError as exc:
+            if exc.reason is ErrorReason.INCOMPLETE and attempt + 1 < _WALKS:
+                continue
+            raise
+        return lines.result(invoice_id, top_n)
+    raise AssertionError("unreachable: the last walk returns or raises")  # pragma: no cover
+
+
+def _cache_key(invoice: InvoiceSummary) -> tuple[int, int, Decimal, Decimal]:
+    # An invoice whose lines changed after the cut would show it in these.
+    return (invoice.invoice_id, invoice.item_count, invoice.recurring_usd, invoice.one_time_usd)
+
+
+#: The list is fetched again at least this often even when the latest invoice looks the same,
+#: for the payments and statuses of the older ones.
+HISTORY_MAX_AGE_SECONDS: Final = 6 * 3600.0
+
+
+class InvoiceHistorySource:
+    """Source ``invoice_history`` of one account.
+
+    The list is fetched when it may have changed, the latest invoice's breakdown once per
+    invoice. The poller hands :meth:`poll` the latest recurring invoice of the same poll's account
+    object (``latestRecurringInvoice``, with its status, payments and totals). While that is
+    unchanged, the history is what it was: no request, until :data:`HISTORY_MAX_AGE_SECONDS`
+    have passed (an older invoice paid late shows by then). A new invoice, a payment or a
+    status change of the latest one fetches the list again in the same poll.
+    """
+
+    def __init__(self, months: int, top_categories: int) -> None:
+        self._months = max(1, months)
+        self._top_categories = top_categories
+        self._cached: tuple[tuple[int, int, Decimal, Decimal], InvoiceCategories] | None = None
+        self._history: InvoiceHistory | None = None
+        self._fetched_for: InvoiceSummary | None = None
+        self._fetched_at = -math.inf
+
+    async def poll(
+        self,
+        client: SoftLayerClient,
+        now: float,
+        latest: InvoiceSummary | None,
+        *,
+        latest_known: bool = True,
+    ) -> InvoiceHistory:
+        """Return the history, fetching what may have changed (see the class docstring).
+
+        ``latest_known`` is False when this poll's account object failed: then the list is
+        fetched whatever the cache says.
+        """
+        fresh = now - self._fetched_at < HISTORY_MAX_AGE_SECONDS
+        if self._history is not None and latest_known and fresh and latest == self._fetched_for:
+            return self._history
+        invoices = await fetch_recurring_invoices(client, self._months)
+        if not invoices:
+            history = InvoiceHistory(invoices=(), latest_categories=None)
+        else:
+            newest = invoices[0].invoice
+            key = _cache_key(newest)
+            if self._cached is None or self._cached[0] != key:
+                categories = await fetch_invoice_categories(
+                    client, newest.invoice_id, self._top_categories
+                )
+                self._cached = (key, categories)
+            history = InvoiceHistory(invoices=invoices, latest_categories=self._cached[1])
+        self._history = history
+        self._fetched_for = latest if latest_known else None
+        self._fetched_at = now
+        return history

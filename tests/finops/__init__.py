@@ -1,0 +1,1 @@
+"""Tests of the FinOps sources: datacenters, top items, billing information, history, backfill."""

@@ -1,0 +1,144 @@
+"""A real Debian Prometheus server for tests: started on a TSDB directory, queried over HTTP.
+
+Started with a retention long enough to keep backfilled months (the default of 15 days would
+delete them), its own free loopback port and a configuration given by the test; stopped by
+pid. Every wait polls the HTTP API until a deadline; nothing sleeps for a fixed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+DEADLINE_SECONDS = 60.0
+
+
+def free_port() -> int:
+    """A port the OS just handed out on 127.0.0.1 (Prometheus cannot report the one it took)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PrometheusServer:
+    """``async with PrometheusServer(binary, workdir, storage=..., config=...) as server``."""
+
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        *,
+        storage: Path,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.storage = storage
+        self.config = config or {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}}
+        self.address = f"127.0.0.1:{free_port()}"
+        self.api = f"http://{self.address}/api/v1"
+        self.log = workdir / "prometheus.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    def _start(self) -> None:
+        config = self.workdir / "prometheus.yml"
+        config.write_text(yaml.safe_dump(self.config), encoding="utf-8")
+        with self.log.open("wb") as out:
+            self._process = subprocess.Popen(
+                [
+                    self.binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={self.storage}",
+                    "--storage.tsdb.retention.time=5y",
+                    f"--web.listen-address={self.address}",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+            )
+
+    async def __aenter__(self) -> PrometheusServer:
+        self._start()
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
+        await self.until("Prometheus ready", self._ready)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._http is not None:
+            await self._http.close()
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(process.wait, 20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await asyncio.to_thread(process.wait, 20)
+
+    def report(self) -> str:
+        """The tail of the server's log, for failure messages."""
+        return self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
+
+    async def _ready(self) -> bool | None:
+        assert self._http is not None
+        async with self._http.get(f"http://{self.address}/-/ready") as response:
+            return True if response.status == 200 else None
+
+    async def until(self, what: str, probe: Any, deadline: float = DEADLINE_SECONDS) -> Any:
+        """Poll ``probe`` until it returns something other than None; fail at the deadline."""
+        give_up = time.monotonic() + deadline
+        last: BaseException | None = None
+        while time.monotonic() < give_up:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                pytest.fail(f"prometheus exited with {self._process.returncode}:\n{self.report()}")
+            try:
+                result = await probe()
+            except (aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
+                last, result = exc, None
+            if result is not None:
+                return result
+            await asyncio.sleep(0.2)  # polling period, not a synchronisation point
+        pytest.fail(f"timed out waiting for {what} ({last!r}):\n{self.report()}")
+
+    async def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """Run an instant query (at ``at``, unix time, else now); return its vector."""
+        assert self._http is not None
+        params = {"query": expr}
+        if at is not None:
+            params["time"] = repr(float(at))
+        async with self._http.get(f"{self.api}/query", params=params) as response:
+            body = await response.json()
+        assert body["status"] == "success", (expr, body)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    async def query_range(
+        self, expr: str, start: float, end: float, step: float
+    ) -> list[dict[str, Any]]:
+        """Run a range query; return its matrix."""
+        assert self._http is not None
+        params = {"query": expr, "start": repr(start), "end": repr(end), "step": repr(step)}
+        async with self._http.get(f"{self.api}/query_range", params=params) as response:
+            body = await response.json()
+        assert body["status"] == "success", (expr, body)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
