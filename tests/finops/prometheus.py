@@ -1,15 +1,16 @@
 """A real Debian Prometheus server for tests: started on a TSDB directory, queried over HTTP.
 
 Started with a retention long enough to keep backfilled months (the default of 15 days would
-delete them), its own free loopback port and a configuration given by the test; stopped by
-pid. Every wait polls the HTTP API until a deadline; nothing sleeps for a fixed time.
+delete them), on loopback port 0 (it logs the port it bound: no port is picked here and then
+taken by someone else first) and a configuration given by the test; stopped by pid. Every wait
+polls the log or the HTTP API until a deadline; nothing sleeps for a fixed time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,14 +22,8 @@ import pytest
 import yaml
 
 DEADLINE_SECONDS = 60.0
-
-
-def free_port() -> int:
-    """A port the OS just handed out on 127.0.0.1 (Prometheus cannot report the one it took)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+#: Prometheus logs the address it bound (exporter-toolkit's web package).
+_LISTENING_ON = re.compile(r'msg="Listening on" address=(\S+)')
 
 
 class PrometheusServer:
@@ -46,8 +41,8 @@ class PrometheusServer:
         self.workdir = workdir
         self.storage = storage
         self.config = config or {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}}
-        self.address = f"127.0.0.1:{free_port()}"
-        self.api = f"http://{self.address}/api/v1"
+        self.address = ""  # host:port, known once the server logged it
+        self.api = ""
         self.log = workdir / "prometheus.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -62,7 +57,7 @@ class PrometheusServer:
                     f"--config.file={config}",
                     f"--storage.tsdb.path={self.storage}",
                     "--storage.tsdb.retention.time=5y",
-                    f"--web.listen-address={self.address}",
+                    "--web.listen-address=127.0.0.1:0",
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -73,6 +68,8 @@ class PrometheusServer:
     async def __aenter__(self) -> PrometheusServer:
         self._start()
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
+        self.address = await self.until("Prometheus to log its address", self._bound)
+        self.api = f"http://{self.address}/api/v1"
         await self.until("Prometheus ready", self._ready)
         return self
 
@@ -96,6 +93,10 @@ class PrometheusServer:
     def report(self) -> str:
         """The tail of the server's log, for failure messages."""
         return self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
+
+    async def _bound(self) -> str | None:
+        match = _LISTENING_ON.search(self.log.read_text(encoding="utf-8", errors="replace"))
+        return match.group(1) if match else None
 
     async def _ready(self) -> bool | None:
         assert self._http is not None
