@@ -27,6 +27,15 @@ __all__ = [
 UNCHANGED_POLL_TARGET = 5
 
 
+def _run_once(module: str, argv: list[str]) -> dict[str, Any]:
+    """Run one measurement in its own process; a failed run is ``{"error": ...}``."""
+    try:
+        result, _, _ = run_json_child(module, argv)
+    except RuntimeError as error:
+        return {"error": str(error)}
+    return result
+
+
 def run_steady(sizes: list[int], *, invoice_months: int, interval_minutes: float) -> list[Any]:
     """Measure every size in its own process."""
     records = []
@@ -71,11 +80,7 @@ def steady_table(records: list[dict[str, Any]]) -> str:
 
 def run_isolation(seconds: float) -> dict[str, Any]:
     """Three accounts (healthy, hanging, absurd total) polled side by side for ``seconds``."""
-    try:
-        result, _, _ = run_json_child("benchmarks.isolation", ["--seconds", str(seconds)])
-    except RuntimeError as error:
-        return {"error": str(error)}
-    return result
+    return _run_once("benchmarks.isolation", ["--seconds", str(seconds)])
 
 
 def isolation_table(result: dict[str, Any]) -> str:
@@ -127,11 +132,7 @@ def run_budget(items: int, latency: float, neighbour_rate: float) -> dict[str, A
         "--items", str(items), "--latency", str(latency),
         "--neighbour-rate", str(neighbour_rate),
     ]  # fmt: skip
-    try:
-        result, _, _ = run_json_child("benchmarks.budget", argv)
-    except RuntimeError as error:
-        return {"error": str(error)}
-    return result
+    return _run_once("benchmarks.budget", argv)
 
 
 def budget_table(result: dict[str, Any]) -> str:

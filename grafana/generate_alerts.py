@@ -22,6 +22,7 @@ Run from the repository root: ``python grafana/generate_alerts.py``.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from dataclasses import dataclass, field
@@ -163,12 +164,13 @@ max by (account) ({sel("softlayer_invoice_pre_tax_usd", 'invoice="latest_recurri
 def billing_alerts(config: MixinConfig) -> list[Rule]:
     """Build the alerts on what the invoices say (routed to finance)."""
     sel = config.selector
+    # Billing alerts go to finance and link the overview dashboard.
+    billing = functools.partial(alert, config, team=FINANCE, dashboard=OVERVIEW_UID)
     threshold = "max by (account) ({})".format
     age = "account:softlayer_pending_invoice_age_seconds:max"
     grace = threshold(sel("softlayer_alert_threshold_seconds", 'kind="open_invoice_grace"'))
     return [
-        alert(
-            config,
+        billing(
             "SoftLayerInvoiceOverdue",
             f"""max by (account, invoice_type) (
   {sel("softlayer_invoice_open_balance_usd", 'invoice="pending"')}
@@ -184,17 +186,14 @@ and on (account)
             "issue and payment. Money is at risk once the invoice is older than the account's\n"
             "payment grace and still owes more than the threshold.",
             severity="critical",
-            team=FINANCE,
             summary="A SoftLayer invoice is unpaid past its grace period.",
             description="""The pending {{ $labels.invoice_type }} invoice of SoftLayer account
             {{ $labels.account }} still has {{ printf "%.2f" $value }} USD unpaid, above the
             account's open_invoice_balance_usd threshold, and is older than its
             open_invoice_grace.""",
             duration="30m",
-            dashboard=OVERVIEW_UID,
         ),
-        alert(
-            config,
+        billing(
             "SoftLayerInvoicePaymentFailed",
             f"""time() - max by (account) (
   {sel("softlayer_invoice_last_payment_failure_timestamp_seconds")}
@@ -205,16 +204,13 @@ max by (account) ({sel("softlayer_account_balance_usd")}) > 0""",
             "owes money. The failure time is a fact the exporter exports; the alert resolves\n"
             "when the balance is paid or a week after the failure.",
             severity="critical",
-            team=FINANCE,
             summary="A SoftLayer invoice payment failed.",
             description="""An invoice of SoftLayer account {{ $labels.account }} was closed as
             CLOSED_FAILED {{ $value | humanizeDuration }} ago and the account still owes
             money.""",
             duration="15m",
-            dashboard=OVERVIEW_UID,
         ),
-        alert(
-            config,
+        billing(
             "SoftLayerAccountBalanceHigh",
             f"""max by (account) ({sel("softlayer_account_balance_usd")})
 > on (account)
@@ -226,16 +222,13 @@ unless on (account)
             why="The balance includes the invoice just issued, so it is high every month until\n"
             "payment: only a balance that no invoice within its grace explains is a ticket.",
             severity="warning",
-            team=FINANCE,
             summary="A SoftLayer account owes more than its balance threshold.",
             description="""SoftLayer account {{ $labels.account }} owes
             {{ printf "%.2f" $value }} USD, above its account_balance_usd threshold, and no
             invoice within its payment grace explains it.""",
             duration="1h",
-            dashboard=OVERVIEW_UID,
         ),
-        alert(
-            config,
+        billing(
             "SoftLayerPendingInvoiceTooOld",
             f"""{age}
 > on (account)
@@ -243,16 +236,13 @@ unless on (account)
             why="Any amount, even one below the open-balance threshold: an invoice open past\n"
             "pending_invoice_max_age is forgotten or stuck.",
             severity="warning",
-            team=FINANCE,
             summary="A SoftLayer invoice has stayed open longer than allowed.",
             description="""The pending invoice of SoftLayer account {{ $labels.account }} was
             created {{ $value | humanizeDuration }} ago, longer than its
             pending_invoice_max_age.""",
             duration="1h",
-            dashboard=OVERVIEW_UID,
         ),
-        alert(
-            config,
+        billing(
             "SoftLayerForecastOverBudget",
             f"""max by (account) ({sel("softlayer_next_invoice_projected_pre_tax_usd")})
 > on (account)
@@ -260,16 +250,13 @@ unless on (account)
             why="The budget is a month, so it is compared with the next invoice projected to\n"
             "the end of the cycle, not with the hourly items' month-to-date accrual.",
             severity="warning",
-            team=FINANCE,
             summary="The next SoftLayer invoice is projected above the monthly budget.",
             description="""The next invoice of SoftLayer account {{ $labels.account }} is
             projected at {{ printf "%.2f" $value }} USD before tax by the end of the billing
             cycle, above its monthly_budget_usd.""",
             duration="1h",
-            dashboard=OVERVIEW_UID,
         ),
-        alert(
-            config,
+        billing(
             "SoftLayerForecastSurge",
             f"""account:softlayer_next_invoice_projected_vs_latest_recurring:ratio
 > on (account)
@@ -283,16 +270,13 @@ and on (account)
             why=f"Both sides are whole months. The surge must also add at least\n"
             f"{SURGE_FLOOR_USD} USD, so small accounts do not alert on small change.",
             severity="warning",
-            team=FINANCE,
             summary="The next SoftLayer invoice is projected well above the last recurring one.",
             description="""The next invoice of SoftLayer account {{ $labels.account }} is
             projected at {{ $value | humanizePercentage }} of the latest recurring invoice
             (pre-tax), above its forecast_surge_ratio.""",
             duration="1h",
-            dashboard=OVERVIEW_UID,
         ),
-        alert(
-            config,
+        billing(
             "SoftLayerCategoryCostSurge",
             f"""account_category:softlayer_next_invoice_category_projected_usd:max
 / on (account, category)
@@ -311,13 +295,11 @@ and on (account, category)
             f"left to SoftLayerForecastSurge; the {SURGE_FLOOR_USD} USD floor keeps $1 -> $2\n"
             "quiet.",
             severity="warning",
-            team=FINANCE,
             summary="The cost of a SoftLayer billing category surged.",
             description="""Billing category {{ $labels.category }} of SoftLayer account
             {{ $labels.account }} is projected at {{ $value | humanizePercentage }} of its
             average over the week before yesterday, above its category_surge_ratio.""",
             duration="1h",
-            dashboard=OVERVIEW_UID,
         ),
     ]
 
@@ -325,54 +307,46 @@ and on (account, category)
 def health_alerts(config: MixinConfig) -> list[Rule]:
     """Build the alerts on whether the exporter sees the accounts (routed to operations)."""
     sel = config.selector
+    # Health alerts go to operations and link the exporter health dashboard.
+    health = functools.partial(alert, config, team=OPERATIONS, dashboard=HEALTH_UID)
     return [
-        alert(
-            config,
+        health(
             "SoftLayerExporterDown",
             f"{sel('up')} == 0",
             why="No time window: it stays firing until the target is up again or leaves\n"
             "service discovery, and then SoftLayerExporterAbsent takes over.",
             severity="warning",
-            team=OPERATIONS,
             summary="Prometheus cannot scrape a softlayer-billing-exporter.",
             description="""Target {{ $labels.instance }} of job {{ $labels.job }} has been down
             for 5 minutes; its SoftLayer billing data is not collected until it is back.""",
             duration="5m",
-            dashboard=HEALTH_UID,
         ),
-        alert(
-            config,
+        health(
             "SoftLayerExporterAbsent",
             f"absent({sel('softlayer_up')})",
             why="No exporter reports any account: not scraped, not running, a job selector\n"
             "that matches nothing, or no account configured. softlayer_up is absent until an\n"
             "account's first poll has ended, so `for` outlasts a restart's first poll.",
             severity="warning",
-            team=OPERATIONS,
             summary="No SoftLayer account is being monitored.",
             description="""No softlayer-billing-exporter target matching the rules' job
             selector reports any account (softlayer_up is absent): billing alerts cannot
             fire.""",
             duration="15m",
-            dashboard=HEALTH_UID,
         ),
-        alert(
-            config,
+        health(
             "SoftLayerAccountPollFailing",
             f"max by (job, account) ({sel('softlayer_up')}) == 0",
             why="Every exporter of the job fails the account (max): one good replica of an HA\n"
             "pair still delivers its data.",
             severity="warning",
-            team=OPERATIONS,
             summary="Polls of a SoftLayer account keep failing.",
             description="""At least one billing source of SoftLayer account
             {{ $labels.account }} has failed on every poll of every exporter for 30 minutes;
             its metrics keep their last good values.""",
             duration="30m",
-            dashboard=HEALTH_UID,
         ),
-        alert(
-            config,
+        health(
             "SoftLayerBillingDataStale",
             f"""min by (job, account, source) (
   time() - {sel("softlayer_source_last_success_timestamp_seconds")}
@@ -382,16 +356,13 @@ def health_alerts(config: MixinConfig) -> list[Rule]:
             why="Also catches a poll loop that stopped attempting (softlayer_up then keeps its\n"
             "last value). The freshest exporter counts (min), as in an HA pair.",
             severity="warning",
-            team=OPERATIONS,
             summary="SoftLayer billing data is stale.",
             description="""Source {{ $labels.source }} of SoftLayer account
             {{ $labels.account }} last succeeded {{ $value | humanizeDuration }} ago, more
             than three poll intervals.""",
             duration="15m",
-            dashboard=HEALTH_UID,
         ),
-        alert(
-            config,
+        health(
             "SoftLayerApiAuthFailing",
             f"""sum by (job, account) (
   increase({sel("softlayer_api_errors_total", 'reason=~"auth|permission"')}[1h])
@@ -402,16 +373,13 @@ max by (job, account) ({sel("softlayer_up")}) == 0""",
             "by themselves; requiring the account to be failing clears the alert on the first\n"
             "successful poll.",
             severity="warning",
-            team=OPERATIONS,
             summary="The SoftLayer API rejects the exporter's credentials.",
             description="""SoftLayer account {{ $labels.account }} answered
             {{ $value | humanize }} requests with an authentication or permission error in the
             last hour and its polls are failing.""",
             duration="15m",
-            dashboard=HEALTH_UID,
         ),
-        alert(
-            config,
+        health(
             "SoftLayerApiRateLimited",
             f"""sum by (job, account) (
   increase({sel("softlayer_api_errors_total", 'reason="rate_limited"')}[30m])
@@ -419,13 +387,11 @@ max by (job, account) ({sel("softlayer_up")}) == 0""",
             why="Rate-limited requests are retried with backoff, so a few are harmless; this\n"
             "fires when they recur in every 30-minute window for an hour.",
             severity="warning",
-            team=OPERATIONS,
             summary="The SoftLayer API keeps rate-limiting the exporter.",
             description="""SoftLayer answered {{ $value | humanize }} requests of account
             {{ $labels.account }} with a rate-limit error in the last 30 minutes, for an
             hour.""",
             duration="1h",
-            dashboard=HEALTH_UID,
         ),
     ]
 

@@ -222,6 +222,30 @@ bargauge = functools.partial(panel, "bargauge")
 piechart = functools.partial(panel, "piechart")
 
 
+def account_stat(title: str, description: str, unit: str, expr: str, **extra: Any) -> Panel:
+    """Build a stat with one value per account: ``expr``'s series, labelled by account."""
+    return stat(title, description, unit, [now(expr, "{{account}}")], **extra)
+
+
+def share_of_threshold(
+    title: str, description: str, value: str, threshold: str, *, runbook: str
+) -> Panel:
+    """Build one bar per account: ``value`` as a share of the account's ``threshold``.
+
+    1 (100%) is where the threshold's alert fires; the scale runs to 150%.
+    """
+    return bargauge(
+        title,
+        description,
+        "percentunit",
+        [now(f"{value} / on (account) {threshold}", "{{account}}")],
+        steps=OF_THRESHOLD,
+        min=0,
+        max=1.5,
+        runbook=runbook,
+    )
+
+
 def timeseries(*args: Any, stack: bool = False, **extra: Any) -> Panel:
     """Build a time series panel (a trend); ``stack`` stacks parts of one whole."""
     custom = {
@@ -475,99 +499,79 @@ def overview_now(q: dict[str, str]) -> list[Panel]:
     """Build the "now" rows: values per account, against thresholds, all accounts."""
     return [
         row("Now"),
-        stat(
+        account_stat(
             "Account balance",
             "Amount owed on the account; negative when overpaid. " + CACHED,
             USD,
-            [now(q["balance"], "{{account}}")],
+            q["balance"],
             runbook="SoftLayerAccountBalanceHigh",
         ),
-        stat(
+        account_stat(
             "Pending invoice open balance",
             "Total minus payments of the open (pending) invoice: what is still owed. Empty "
             "once it is paid (SoftLayer closes an invoice on payment). " + CACHED,
             USD,
-            [now(q["open"], "{{account}}")],
+            q["open"],
             noValue="none open",
             runbook="SoftLayerInvoiceOverdue",
         ),
-        stat(
+        account_stat(
             "Pending invoice age",
             "Time since the open invoice was issued; SoftLayerPendingInvoiceTooOld fires past "
             "pending_invoice_max_age, SoftLayerInvoiceOverdue past open_invoice_grace if it "
             "still owes more than its threshold.",
             "dtdurations",
-            [now(q["age"], "{{account}}")],
+            q["age"],
             noValue="none open",
             runbook="SoftLayerPendingInvoiceTooOld",
         ),
-        stat(
+        account_stat(
             "Next invoice projected",
             "Pre-tax total of the next invoice with the hourly items projected to the end of "
             "the billing cycle at their current rate. " + CACHED,
             USD,
-            [now(q["projected"], "{{account}}")],
+            q["projected"],
             runbook="SoftLayerForecastOverBudget",
         ),
-        stat(
+        account_stat(
             "Last payment failure",
             "When the newest CLOSED_FAILED invoice in the look-back window was closed; empty "
             "when none failed. " + CACHED,
             "dateTimeFromNow",
-            [now(f"1000 * {q['failure']}", "{{account}}")],
+            f"1000 * {q['failure']}",
             noValue="none",
             runbook="SoftLayerInvoicePaymentFailed",
         ),
-        stat(
+        account_stat(
             "Next invoice date",
             "End of the current billing cycle, when SoftLayer issues the next recurring "
             "invoice (the account's billing info). " + CACHED,
             "dateTimeAsIso",
-            [now(f"1000 * {q['cycle_end']}", "{{account}}")],
+            f"1000 * {q['cycle_end']}",
         ),
-        bargauge(
+        share_of_threshold(
             "Open balance vs threshold",
             "The pending invoice's open balance as a share of the account's "
             "open_invoice_balance_usd (exported threshold): past 100% and past its grace, "
             "SoftLayerInvoiceOverdue fires.",
-            "percentunit",
-            [
-                now(
-                    f"{q['open']} / on (account) {_threshold('open_invoice_balance')}",
-                    "{{account}}",
-                )
-            ],
-            steps=OF_THRESHOLD,
-            min=0,
-            max=1.5,
+            q["open"],
+            _threshold("open_invoice_balance"),
             runbook="SoftLayerInvoiceOverdue",
         ),
-        bargauge(
+        share_of_threshold(
             "Pending invoice age vs grace",
             "The pending invoice's age as a share of the account's open_invoice_grace "
             "(exported threshold): past 100% the payment terms are over.",
-            "percentunit",
-            [
-                now(
-                    f"{q['age']} / on (account) "
-                    f"{_threshold('open_invoice_grace', 'softlayer_alert_threshold_seconds')}",
-                    "{{account}}",
-                )
-            ],
-            steps=OF_THRESHOLD,
-            min=0,
-            max=1.5,
+            q["age"],
+            _threshold("open_invoice_grace", "softlayer_alert_threshold_seconds"),
             runbook="SoftLayerInvoiceOverdue",
         ),
-        bargauge(
+        share_of_threshold(
             "Next invoice projected vs budget",
             "The projected next invoice as a share of the account's monthly_budget_usd "
             "(exported threshold); empty without a budget.",
-            "percentunit",
-            [now(f"{q['projected']} / on (account) {_threshold('monthly_budget')}", "{{account}}")],
-            steps=OF_THRESHOLD,
-            min=0,
-            max=1.5,
+            q["projected"],
+            _threshold("monthly_budget"),
             runbook="SoftLayerForecastOverBudget",
         ),
         stat(
@@ -831,12 +835,12 @@ def exporter_health() -> dict[str, Any]:
             mappings=UP_DOWN,
             runbook="SoftLayerExporterDown",
         ),
-        stat(
+        account_stat(
             "Accounts",
             "1 when every source of the account succeeded on its latest poll, on at least "
             "one exporter (softlayer_up).",
             "none",
-            [now(mx("account", sel("softlayer_up")), "{{account}}")],
+            mx("account", sel("softlayer_up")),
             mappings=UP_DOWN,
             runbook="SoftLayerAccountPollFailing",
         ),
@@ -849,13 +853,13 @@ def exporter_health() -> dict[str, Any]:
             mappings=UP_DOWN,
             size=(8, 5),
         ),
-        stat(
+        account_stat(
             "Data age",
             "Time since the oldest source of each account last succeeded on any exporter. It "
             "keeps growing while the exporter is down. SoftLayerBillingDataStale fires past "
             "three poll intervals (45m by default).",
             "s",
-            [now(age_now, "{{account}}")],
+            age_now,
             steps=thresholds((None, "green"), (1800, "orange"), (2700, "red")),
             runbook="SoftLayerBillingDataStale",
         ),
@@ -886,34 +890,24 @@ def exporter_health() -> dict[str, Any]:
             interval=POLL,
             size=(6, 8),
         ),
-        stat(
+        account_stat(
             "Next poll due in",
             "Time until each account's next poll cycle on the soonest exporter; negative "
             "means overdue (a stuck poller).",
             "s",
-            [
-                now(
-                    f"min by (account) ({sel('softlayer_next_poll_timestamp_seconds')}) - time()",
-                    "{{account}}",
-                )
-            ],
+            f"min by (account) ({sel('softlayer_next_poll_timestamp_seconds')}) - time()",
             size=(3, 8),
         ),
-        stat(
+        account_stat(
             "Poll interval",
             "Poll period in use (configured interval plus jitter), from the exporter's own "
             "schedule: the next cycle's due time minus the latest cycle's start.",
             "s",
-            [
-                now(
-                    mx(
-                        "account",
-                        f"{sel('softlayer_next_poll_timestamp_seconds')} - on (job, instance, "
-                        f"account) {attempt}",
-                    ),
-                    "{{account}}",
-                )
-            ],
+            mx(
+                "account",
+                f"{sel('softlayer_next_poll_timestamp_seconds')} - on (job, instance, "
+                f"account) {attempt}",
+            ),
             size=(3, 8),
         ),
         row("SoftLayer API"),

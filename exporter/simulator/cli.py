@@ -18,9 +18,10 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 
 from exporter.simulator.catalog import CURRENCIES
 from exporter.simulator.faults import FaultKind, FaultRule, parse_fault_spec
@@ -44,24 +45,26 @@ def _fault(value: str) -> FaultRule:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {number}")
-    return number
+_Number = TypeVar("_Number", int, float)
 
 
-def _non_negative_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {number}")
-    return number
+def _non_negative(parse: Callable[[str], _Number], what: str) -> Callable[[str], _Number]:
+    """Return an argparse type that parses ``what`` ("an integer", "a number") and rejects < 0."""
+
+    def convert(value: str) -> _Number:
+        try:
+            number = parse(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}") from None
+        if number < 0:
+            raise argparse.ArgumentTypeError(f"expected {what} >= 0, got {number}")
+        return number
+
+    return convert
+
+
+_non_negative_int = _non_negative(int, "an integer")
+_non_negative_float = _non_negative(float, "a number")
 
 
 def _percent(value: str) -> int:
