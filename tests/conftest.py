@@ -1,9 +1,10 @@
 """Shared pytest configuration: the --run-slow switch, the CI rule for external tools, and
-the reset of process-wide state between tests."""
+the reset of process-wide state (secrets, logging) between tests."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -11,6 +12,7 @@ import sysconfig
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from exporter import logs
 
@@ -56,6 +58,17 @@ def _fresh_secret_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     test, in the same process, registered that key.
     """
     monkeypatch.setattr(logs, "_known_secrets", set())
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Tests that run main() configure logging globally; undo it after each test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @contextlib.contextmanager

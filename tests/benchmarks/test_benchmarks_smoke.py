@@ -19,7 +19,7 @@ import pytest
 from benchmarks.__main__ import _parse_args
 from benchmarks.report import linear_fit, request_floor
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 TARGET_ROWS = (
     "| refresh speedup vs baseline, 1,000 items @20 ms",

@@ -11,8 +11,7 @@ import textwrap
 import pytest
 
 from exporter.cli import build_parser, display_url, main
-
-from .builders import PLANTED_KEY
+from tests.helpers.builders import PLANTED_KEY
 
 
 def run_main(capsys, *argv: str) -> tuple[int, str, str]:

@@ -25,8 +25,7 @@ from exporter.server import create_app, start_server
 from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
 from exporter.snapshot import ExporterState
 from tests.conftest import require_tool
-
-from .builders import PLANTED_KEY
+from tests.helpers.builders import PLANTED_KEY
 
 pytestmark = pytest.mark.e2e
 

@@ -31,8 +31,7 @@ from exporter.config import (
 )
 from exporter.configspec import parse_setting, setting_of
 from exporter.snapshot import Source
-
-from .builders import PLANTED_KEY
+from tests.helpers.builders import PLANTED_KEY
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 ENV = {"SL_KEY": PLANTED_KEY}

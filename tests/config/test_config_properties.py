@@ -11,8 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import Config, ConfigError, config_from_dict, load_config
-
-from .builders import PLANTED_KEY
+from tests.helpers.builders import PLANTED_KEY
 
 # YAML scalars and containers, as yaml.safe_load can produce them.
 scalars = st.one_of(

@@ -15,8 +15,7 @@ from exporter.demo import (
     demo_config,
     demo_poll_interval,
 )
-
-from . import builders as b
+from tests.helpers import builders as b
 
 ENDPOINT = "http://127.0.0.1:1234/rest/v3.1/"
 

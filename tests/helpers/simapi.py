@@ -1,4 +1,4 @@
-"""Fixtures for the client tests: a simulated SoftLayer API on loopback and configs for it."""
+"""Helpers and fixtures for tests against the simulated SoftLayer API (softlayer/, poller/)."""
 
 from __future__ import annotations
 

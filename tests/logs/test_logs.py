@@ -12,8 +12,7 @@ import structlog
 from exporter.cli import main
 from exporter.logs import REDACTED, configure_logging, redact, register_secret
 from exporter.simulator import AccountSpec, Scenario, ThreadedSimulator
-
-from .builders import PLANTED_KEY
+from tests.helpers.builders import PLANTED_KEY
 
 
 @pytest.fixture(autouse=True)

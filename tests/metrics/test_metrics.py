@@ -17,8 +17,7 @@ from exporter.config import Thresholds
 from exporter.metrics import CACHED, SnapshotCollector, build_registry
 from exporter.snapshot import AccountSnapshot, Source
 from tests.conftest import require_tool
-
-from . import builders as b
+from tests.helpers import builders as b
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 INVOICE_LABELS = {"account", "invoice", "invoice_type"}

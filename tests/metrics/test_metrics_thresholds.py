@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from exporter.config import Thresholds
 from exporter.metrics import SnapshotCollector
-
-from . import builders as b
+from tests.helpers import builders as b
 
 
 def grace_samples(thresholds: Thresholds) -> dict[str, float]:

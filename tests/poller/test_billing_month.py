@@ -19,7 +19,7 @@ from exporter.metrics import build_registry
 from exporter.poller import Poller
 from exporter.simulator import AccountSpec, AccountTruth, Scenario, SimulatorServer
 from exporter.snapshot import INVOICE_STATUSES, INVOICE_TYPES, ExporterState
-from tests.client.conftest import make_config
+from tests.helpers.simapi import make_config
 
 START = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 #: Both anniversaries fall in the first two days, and no item is scheduled to end.

@@ -12,13 +12,13 @@ import structlog
 from exporter.config import AuthMethod
 from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
 from exporter.snapshot import Source
-from tests.client.conftest import (
+from tests.conftest import refused_port
+from tests.helpers.simapi import (
     FAST_RETRY,
     PollerFactory,
     assert_matches_truth,
     make_config,
 )
-from tests.conftest import refused_port
 
 GET_OBJECT = "SoftLayer_Account::getObject"
 GET_INVOICES = "SoftLayer_Account::getInvoices"

@@ -17,7 +17,7 @@ from exporter.poller import Poller
 from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
 from exporter.snapshot import ExporterState, PendingInvoice, Source
 from exporter.softlayer import SoftLayerClient
-from tests.client.conftest import (
+from tests.helpers.simapi import (
     PollerFactory,
     assert_matches_truth,
     make_config,

@@ -17,7 +17,7 @@ from exporter.config import Config
 from exporter.poller import Poller
 from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
 from exporter.snapshot import AccountSnapshot, ExporterState, Source
-from tests.client.conftest import make_config
+from tests.helpers.simapi import make_config
 
 GET_OBJECT = "SoftLayer_Account::getObject"
 GET_INVOICES = "SoftLayer_Account::getInvoices"

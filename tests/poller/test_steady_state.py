@@ -20,7 +20,7 @@ from exporter.config import Config
 from exporter.poller import Poller
 from exporter.simulator import AccountSpec, Scenario, SimulatorServer
 from exporter.snapshot import AccountSnapshot, ExporterState
-from tests.client.conftest import assert_matches_truth, make_config, pages
+from tests.helpers.simapi import assert_matches_truth, make_config, pages
 
 GET_OBJECT = "SoftLayer_Account::getObject"
 GET_INVOICES = "SoftLayer_Account::getInvoices"

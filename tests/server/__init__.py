@@ -1,1 +1,1 @@
-"""Tests of the serving side: config loader, logs, collector, web config, HTTP server, CLI."""
+"""Tests of the HTTP side: server, /metrics exposition, web config, connections, shutdown."""

@@ -1,37 +1,23 @@
-"""Fixtures of the serve tests: a running exporter app over loopback and TLS material."""
+"""Fixtures of the server tests: a running exporter app over loopback and TLS material."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import structlog
 
 from exporter.exposition import Exposition
 from exporter.server import EXPOSITION, HEADER_TIMEOUT_SECONDS, create_app, start_server
 from exporter.snapshot import ExporterState
 from exporter.webconfig import WebConfig
 from tests.conftest import require_tool
-
-from . import builders as b
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """Tests that run main() configure logging globally; undo it after each test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
+from tests.helpers import builders as b
 
 
 class FakePoller:

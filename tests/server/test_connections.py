@@ -12,8 +12,8 @@ from aiohttp import web
 
 from exporter.exposition import Exposition
 from exporter.server import SERVER_HEADER, create_app, start_server
+from tests.helpers import builders as b
 
-from . import builders as b
 from .conftest import run_app
 
 #: Short enough for a test, long enough that "closed before it" would be a real bug.

@@ -23,8 +23,7 @@ from exporter.exposition import PROCESS_MAX_AGE, Exposition, Format, negotiate
 from exporter.metrics import build_registry
 from exporter.server import create_app, start_server
 from exporter.snapshot import ExporterState
-
-from . import builders as b
+from tests.helpers import builders as b
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"

@@ -13,8 +13,8 @@ import pytest
 
 from exporter.webconfig import load_web_config
 from tests.conftest import require_tool
+from tests.helpers import builders as b
 
-from . import builders as b
 from .conftest import run_app
 
 pytestmark = pytest.mark.e2e

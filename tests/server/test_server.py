@@ -13,8 +13,8 @@ from structlog.testing import capture_logs
 from exporter.exposition import Exposition
 from exporter.server import POLLER_TASK, create_app, parse_listen_address, start_server
 from exporter.snapshot import ExporterState, Source
+from tests.helpers import builders as b
 
-from . import builders as b
 from .conftest import FakePoller, refreshed, run_app
 
 

@@ -17,8 +17,7 @@ import pytest
 from aiohttp import web
 
 from exporter.demo import DEMO_POLL_INTERVAL_ENV
-
-from .builders import PLANTED_KEY
+from tests.helpers.builders import PLANTED_KEY
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,8 @@ from structlog.testing import capture_logs
 from exporter.snapshot import ExporterState
 from exporter.webconfig import BasicAuth, WebConfigError, load_web_config
 from tests.conftest import require_tool
+from tests.helpers import builders as b
 
-from . import builders as b
 from .conftest import FakePoller, run_app
 
 PASSWORD = "correct horse battery staple"

@@ -14,7 +14,7 @@ from exporter.poller import Poller
 from exporter.ratelimit import ADDITIVE_STEP, FLOOR_RATE, AdaptiveRate, RateLimiter
 from exporter.simulator import AccountSpec, Scenario, SimulatorServer
 from exporter.snapshot import ExporterState
-from tests.client.conftest import assert_matches_truth, make_config, pages
+from tests.helpers.simapi import assert_matches_truth, make_config, pages
 
 
 class FakeTime:

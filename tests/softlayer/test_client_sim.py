@@ -15,7 +15,7 @@ from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, Retry
 from exporter.errors import ErrorReason
 from exporter.simulator import FaultKind, FaultRule, Scenario, SimulatorServer
 from exporter.softlayer import SoftLayerClient, SoftLayerError
-from tests.client.conftest import make_config
+from tests.helpers.simapi import make_config
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from exporter.simulator import (
     SimulatorServer,
 )
 from exporter.snapshot import AccountSnapshot, ExporterState, Source
-from tests.client.conftest import PollerFactory, assert_matches_truth, make_config, pages
+from tests.helpers.simapi import PollerFactory, assert_matches_truth, make_config, pages
 
 GET_ITEMS = "SoftLayer_Account::getNextInvoiceTopLevelBillingItems"
 GET_INVOICES = "SoftLayer_Account::getInvoices"
