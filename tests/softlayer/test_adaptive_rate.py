@@ -14,20 +14,8 @@ from exporter.poller import Poller
 from exporter.ratelimit import ADDITIVE_STEP, FLOOR_RATE, AdaptiveRate, RateLimiter
 from exporter.simulator import AccountSpec, Scenario, SimulatorServer
 from exporter.snapshot import ExporterState
+from tests.helpers.fakeclock import FakeTime
 from tests.helpers.simapi import assert_matches_truth, make_config, pages
-
-
-class FakeTime:
-    """A clock that only moves when told to (or when the limiter sleeps)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def adaptive(ceiling: float) -> tuple[FakeTime, AdaptiveRate]:
