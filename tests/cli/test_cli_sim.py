@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +23,7 @@ from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, Simu
 from exporter.snapshot import ExporterState
 from tests.conftest import require_tool
 from tests.helpers.builders import PLANTED_KEY
+from tests.helpers.processes import run_exporter, spawn_exporter
 
 pytestmark = pytest.mark.e2e
 
@@ -42,14 +40,6 @@ def _scenario() -> Scenario:
             AccountSpec(items=4, pending_invoice=False, invoice_months=3),
         ],
     )
-
-
-@pytest.fixture(name="sim")
-async def _sim(scenario: Scenario) -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(
-        scenario, host="127.0.0.1", port=0, latency_seconds=0.0, rate_limit_per_second=1000
-    ) as sim:
-        yield sim
 
 
 def write_config(
@@ -72,24 +62,6 @@ def write_config(
         "accounts:\n" + "".join(accounts)
     )
     return path, env
-
-
-async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    """Run the command in a subprocess without blocking the loop the simulator runs on."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "--log.format",
-        "json",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **env},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), LIMIT_SECONDS)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -115,7 +87,7 @@ class TestOnce:
     async def test_once_succeeds(self, tmp_path, sim, scenario):
         """--once prints an exposition with the scenario's numbers and exits 0."""
         path, env = write_config(tmp_path, sim, scenario)
-        code, out, err = await run_cli("--config.file", str(path), "--once", env=env)
+        code, out, err = await run_exporter("--config.file", str(path), "--once", env=env)
         assert code == 0, err
         values = samples(out)
         truth0 = scenario.truth(scenario.accounts[0].id)
@@ -146,7 +118,7 @@ class TestOnce:
             )
         )
         path, env = write_config(tmp_path, sim, scenario)
-        code, out, _ = await run_cli("--config.file", str(path), "--once", env=env)
+        code, out, _ = await run_exporter("--config.file", str(path), "--once", env=env)
         assert code == 1
         values = samples(out)
         assert (
@@ -165,7 +137,7 @@ class TestOnce:
 
     async def test_demo_once(self):
         """--demo --once polls the embedded simulator and exits 0 with a valid exposition."""
-        code, out, err = await run_cli("--demo", "--once", env={})
+        code, out, err = await run_exporter("--demo", "--once", env={})
         assert code == 0, err
         values = samples(out)
         assert values[("softlayer_pending_invoice_present", frozenset({("account", "demo")}))] == 1
@@ -175,18 +147,8 @@ class TestOnce:
 class TestDemo:
     async def test_demo_serves_and_stops_on_sigterm(self):
         """--demo prints the URLs, serves /metrics, reacts to the admin API, exits 0 on SIGTERM."""
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "exporter",
-            "--demo",
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--log.format",
-            "json",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, DEMO_POLL_INTERVAL_ENV: "1s"},
+        proc = await spawn_exporter(
+            "--demo", "--web.listen-address", "127.0.0.1:0", env={DEMO_POLL_INTERVAL_ENV: "1s"}
         )
         assert proc.stdout is not None
         assert proc.stderr is not None
@@ -276,7 +238,7 @@ class TestSecrets:
             f"api_key_file: {key_file}}}\n"
         )
         # 1. The real command, debug logs, --once: stdout and stderr.
-        code, out, err = await run_cli(
+        code, out, err = await run_exporter(
             "--config.file", str(config_path), "--once", "--log.level", "debug", env={}
         )
         assert code == 1

@@ -166,15 +166,6 @@ def scenario() -> Scenario:
     )
 
 
-@pytest.fixture
-async def sim(scenario: Scenario) -> AsyncIterator[SimulatorServer]:
-    """The simulator on an ephemeral loopback port, rate limit well above our budgets."""
-    async with SimulatorServer(
-        scenario, host="127.0.0.1", port=0, latency_seconds=0.0, rate_limit_per_second=10_000
-    ) as server:
-        yield server
-
-
 PollerFactory = Callable[..., Poller]
 
 

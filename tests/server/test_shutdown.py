@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from aiohttp import web
 
 from exporter.demo import DEMO_POLL_INTERVAL_ENV
 from tests.helpers.builders import PLANTED_KEY
+from tests.helpers.processes import spawn_exporter
 
 pytestmark = pytest.mark.e2e
 
@@ -66,18 +65,8 @@ class Exporter:
 
 
 async def start_exporter(*args: str, env: dict[str, str]) -> Exporter:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "--web.listen-address",
-        "127.0.0.1:0",
-        "--log.format",
-        "json",
-        *args,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **env},
+    proc = await spawn_exporter(
+        "--web.listen-address", "127.0.0.1:0", *args, env=env, stdout=asyncio.subprocess.DEVNULL
     )
     lines: list[dict[str, object]] = []
     listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()

@@ -1,5 +1,5 @@
-"""Fixtures: the simulated SoftLayer API on loopback and pollers for it (tests.helpers.simapi)."""
+"""Fixtures: a simulated SoftLayer scenario (the simulator is ``sim``) and pollers for it."""
 
-from tests.helpers.simapi import make_poller, scenario, sim
+from tests.helpers.simapi import make_poller, scenario
 
-__all__ = ["make_poller", "scenario", "sim"]
+__all__ = ["make_poller", "scenario"]
