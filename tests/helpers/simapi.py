@@ -21,6 +21,31 @@ MICRO_DOLLAR = Decimal("0.000001")
 #: Fast retries so fault tests take milliseconds; the policy itself is what's under test.
 FAST_RETRY = RetryConfig(attempts=3, initial_backoff_seconds=0.001, max_backoff_seconds=0.005)
 
+#: Parsed invoice field -> the simulator truth's field it must equal.
+INVOICE_FIELDS = {
+    "invoice_id": "id",
+    "type_code": "type_code",
+    "status_code": "status_code",
+    "created": "created",
+    "closed": "closed",
+    "total_usd": "total",
+    "pre_tax_usd": "pre_tax",
+    "recurring_usd": "recurring",
+    "one_time_usd": "one_time",
+    "tax_usd": "tax",
+    "payments_usd": "payments",
+    "item_count": "item_count",
+}
+#: Account summary field -> the simulator truth's field it must equal.
+SUMMARY_FIELDS = {
+    "balance_usd": "balance",
+    "next_invoice_pre_tax_usd": "next_invoice_pre_tax",
+    "next_invoice_recurring_usd": "next_invoice_recurring",
+    "next_invoice_one_time_usd": "next_invoice_one_time",
+    "next_invoice_tax_usd": "next_invoice_tax",
+    "next_invoice_item_count": "next_invoice_item_count",
+}
+
 
 def account_config(sim: SimulatorServer, acct: Any, name: str, method: AuthMethod) -> AccountConfig:
     """Credentials of one simulated account in the requested auth style."""
@@ -79,17 +104,9 @@ def assert_invoice(parsed: InvoiceSummary | None, expected: Any) -> None:
         assert parsed is None
         return
     assert parsed is not None
-    assert parsed.invoice_id == expected.id
-    assert (parsed.type_code, parsed.status_code) == (expected.type_code, expected.status_code)
-    assert parsed.created == expected.created
-    assert parsed.closed == expected.closed
-    assert parsed.total_usd == expected.total
-    assert parsed.pre_tax_usd == expected.pre_tax
-    assert parsed.recurring_usd == expected.recurring
-    assert parsed.one_time_usd == expected.one_time
-    assert parsed.tax_usd == expected.tax
-    assert parsed.payments_usd == expected.payments
-    assert parsed.item_count == expected.item_count
+    assert {ours: getattr(parsed, ours) for ours in INVOICE_FIELDS} == {
+        ours: getattr(expected, theirs) for ours, theirs in INVOICE_FIELDS.items()
+    }
 
 
 def assert_matches_truth(snapshot: AccountSnapshot, scenario: Scenario, account_id: int) -> None:
@@ -98,14 +115,10 @@ def assert_matches_truth(snapshot: AccountSnapshot, scenario: Scenario, account_
     acct = next(a for a in scenario.accounts if a.id == account_id)
     summary = snapshot.summary
     assert summary is not None
-    assert summary.account_id == account_id
-    assert summary.company_name == acct.company_name
-    assert summary.balance_usd == truth.balance
-    assert summary.next_invoice_pre_tax_usd == truth.next_invoice_pre_tax
-    assert summary.next_invoice_recurring_usd == truth.next_invoice_recurring
-    assert summary.next_invoice_one_time_usd == truth.next_invoice_one_time
-    assert summary.next_invoice_tax_usd == truth.next_invoice_tax
-    assert summary.next_invoice_item_count == truth.next_invoice_item_count
+    assert (summary.account_id, summary.company_name) == (account_id, acct.company_name)
+    assert {ours: getattr(summary, ours) for ours in SUMMARY_FIELDS} == {
+        ours: getattr(truth, theirs) for ours, theirs in SUMMARY_FIELDS.items()
+    }
     assert_invoice(snapshot.latest_recurring_invoice, truth.latest_recurring_invoice)
     assert snapshot.pending_invoice is not None
     assert_invoice(snapshot.pending_invoice.invoice, truth.pending_invoice)
