@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -64,7 +65,9 @@ class Exporter:
     reader: asyncio.Task[None]
 
 
-async def start_exporter(*args: str, env: dict[str, str]) -> Exporter:
+@contextlib.asynccontextmanager
+async def running_exporter(*args: str, env: dict[str, str]) -> AsyncIterator[Exporter]:
+    """The exporter on an ephemeral port, its JSON log lines collected; killed if left running."""
     proc = await spawn_exporter(
         "--web.listen-address", "127.0.0.1:0", *args, env=env, stdout=asyncio.subprocess.DEVNULL
     )
@@ -82,20 +85,40 @@ async def start_exporter(*args: str, env: dict[str, str]) -> Exporter:
             listening.set_exception(AssertionError(f"exporter exited: {lines}"))
 
     reader = asyncio.create_task(read())
-    url = await asyncio.wait_for(listening, STARTUP_LIMIT_SECONDS)
-    return Exporter(proc, url, lines, reader)
+    try:
+        url = await asyncio.wait_for(listening, STARTUP_LIMIT_SECONDS)
+        yield Exporter(proc, url, lines, reader)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
-async def test_sigterm_during_poll(tmp_path, hanging):
-    """A poll hanging on SoftLayer is cancelled by SIGTERM; exit 0 within 5 s."""
+async def stop(exporter: Exporter, signum: int = signal.SIGTERM) -> int:
+    """Send ``signum`` and return the exit code, which must come within the shutdown limit."""
+    exporter.proc.send_signal(signum)
+    code = await asyncio.wait_for(exporter.proc.wait(), SHUTDOWN_LIMIT_SECONDS)
+    await exporter.reader
+    return code
+
+
+def hanging_config(tmp_path: Path, hanging: HangingApi) -> Path:
+    """A config polling the hanging API once an hour, with a request timeout far away."""
     config = tmp_path / "c.yaml"
     config.write_text(
         f"poll_interval: 1h\nrequest_timeout: 5m\naccounts:\n  - name: prod\n"
         f"    endpoint: {hanging.url}\n"
         f"    auth: {{method: classic, username: u, api_key_env: SL_KEY}}\n"
     )
-    exporter = await start_exporter("--config.file", str(config), env={"SL_KEY": PLANTED_KEY})
-    try:
+    return config
+
+
+async def test_sigterm_during_poll(tmp_path, hanging):
+    """A poll hanging on SoftLayer is cancelled by SIGTERM; exit 0 within 5 s."""
+    config = hanging_config(tmp_path, hanging)
+    async with running_exporter(
+        "--config.file", str(config), env={"SL_KEY": PLANTED_KEY}
+    ) as exporter:
         await asyncio.wait_for(hanging.request_seen.wait(), STARTUP_LIMIT_SECONDS)
         async with aiohttp.ClientSession() as session:
             async with session.get(exporter.url + "/healthz") as resp:
@@ -103,14 +126,8 @@ async def test_sigterm_during_poll(tmp_path, hanging):
             async with session.get(exporter.url + "/readyz") as resp:
                 assert resp.status == 503  # the first cycle is still hanging
         started = time.monotonic()
-        exporter.proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(exporter.proc.wait(), SHUTDOWN_LIMIT_SECONDS)
+        code = await stop(exporter)
         elapsed = time.monotonic() - started
-        await exporter.reader
-    finally:
-        if exporter.proc.returncode is None:
-            exporter.proc.kill()
-            await exporter.proc.wait()
     assert code == 0
     assert elapsed < SHUTDOWN_LIMIT_SECONDS
     events = [line["event"] for line in exporter.lines]
@@ -128,8 +145,9 @@ async def test_sigint_when_idle(tmp_path):
         "    endpoint: http://127.0.0.1:9/rest/v3.1/\n"
         "    auth: {method: apikey, api_key_env: SL_KEY}\n"
     )
-    exporter = await start_exporter("--config.file", str(config), env={"SL_KEY": PLANTED_KEY})
-    try:
+    async with running_exporter(
+        "--config.file", str(config), env={"SL_KEY": PLANTED_KEY}
+    ) as exporter:
         async with aiohttp.ClientSession() as session:
             deadline = time.monotonic() + STARTUP_LIMIT_SECONDS
             status = 0
@@ -142,13 +160,7 @@ async def test_sigint_when_idle(tmp_path):
             async with session.get(exporter.url + "/metrics") as resp:
                 text = await resp.text()
             assert 'softlayer_up{account="prod"} 0.0' in text
-        exporter.proc.send_signal(signal.SIGINT)
-        code = await asyncio.wait_for(exporter.proc.wait(), SHUTDOWN_LIMIT_SECONDS)
-        await exporter.reader
-    finally:
-        if exporter.proc.returncode is None:
-            exporter.proc.kill()
-            await exporter.proc.wait()
+        code = await stop(exporter, signal.SIGINT)
     assert code == 0
     assert PLANTED_KEY not in json.dumps(exporter.lines)
     polls = [line for line in exporter.lines if line["event"] == "poll"]
@@ -157,14 +169,10 @@ async def test_sigint_when_idle(tmp_path):
 
 async def test_second_sigterm_during_shutdown_still_exits_0(tmp_path, hanging):
     """A SIGTERM sent while the exporter is already stopping changes nothing: exit 0."""
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"poll_interval: 1h\nrequest_timeout: 5m\naccounts:\n  - name: prod\n"
-        f"    endpoint: {hanging.url}\n"
-        f"    auth: {{method: classic, username: u, api_key_env: SL_KEY}}\n"
-    )
-    exporter = await start_exporter("--config.file", str(config), env={"SL_KEY": PLANTED_KEY})
-    try:
+    config = hanging_config(tmp_path, hanging)
+    async with running_exporter(
+        "--config.file", str(config), env={"SL_KEY": PLANTED_KEY}
+    ) as exporter:
         await asyncio.wait_for(hanging.request_seen.wait(), STARTUP_LIMIT_SECONDS)
         exporter.proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(seen(exporter, "shutting_down"), SHUTDOWN_LIMIT_SECONDS)
@@ -172,28 +180,17 @@ async def test_second_sigterm_during_shutdown_still_exits_0(tmp_path, hanging):
             exporter.proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(exporter.proc.wait(), SHUTDOWN_LIMIT_SECONDS)
         await exporter.reader
-    finally:
-        if exporter.proc.returncode is None:
-            exporter.proc.kill()
-            await exporter.proc.wait()
     assert code == 0
     assert not [line for line in exporter.lines if line["level"] == "error"]
 
 
 async def test_sighup_without_a_config_file_is_logged(tmp_path):
     """SIGHUP in --demo (nothing to read again) is a log line, not the default exit 129."""
-    exporter = await start_exporter("--demo", env={DEMO_POLL_INTERVAL_ENV: "1h"})
-    try:
+    async with running_exporter("--demo", env={DEMO_POLL_INTERVAL_ENV: "1h"}) as exporter:
         exporter.proc.send_signal(signal.SIGHUP)
         await asyncio.wait_for(seen(exporter, "reload_unavailable"), STARTUP_LIMIT_SECONDS)
         assert exporter.proc.returncode is None
-        exporter.proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(exporter.proc.wait(), SHUTDOWN_LIMIT_SECONDS)
-        await exporter.reader
-    finally:
-        if exporter.proc.returncode is None:
-            exporter.proc.kill()
-            await exporter.proc.wait()
+        code = await stop(exporter)
     assert code == 0
 
 
