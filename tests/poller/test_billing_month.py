@@ -123,26 +123,22 @@ def expected(name: str, truth: AccountTruth, now: float) -> Iterator[tuple[Key, 
     hours_left = truth.hours_left(now)
     for code, category in truth.categories.items():
         labels = {"account": name, "category": code}
-        for billing, amount in (
-            ("hourly", category.hourly_amount),
-            ("monthly", category.monthly_amount),
+        for billing, amount, count in (
+            ("hourly", category.hourly_amount, category.hourly_items),
+            ("monthly", category.monthly_amount, category.monthly_items),
         ):
             yield (
                 key("softlayer_next_invoice_category_usd", **labels, billing=billing),
                 float(amount),
             )
-        yield (
-            key("softlayer_next_invoice_category_projected_usd", **labels),
-            float(category.projected(hours_left)),
-        )
-        for billing, count in (
-            ("hourly", category.hourly_items),
-            ("monthly", category.monthly_items),
-        ):
             yield (
                 key("softlayer_next_invoice_category_items", **labels, billing=billing),
                 float(count),
             )
+        yield (
+            key("softlayer_next_invoice_category_projected_usd", **labels),
+            float(category.projected(hours_left)),
+        )
     yield (
         key("softlayer_billing_cycle_start_timestamp_seconds", account=name),
         truth.cycle_start.timestamp(),

@@ -10,6 +10,7 @@ import pytest
 import structlog
 
 from exporter.config import AuthMethod
+from exporter.poller import Poller
 from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
 from exporter.snapshot import Source
 from tests.conftest import refused_port
@@ -272,10 +273,10 @@ async def test_other_auth_methods_give_the_same_values(
         assert exchanges == {}
 
 
-async def test_expired_token_is_exchanged_again_and_the_call_retried_once(
-    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
-) -> None:
-    """AccessTokenValidation (HTTP 500): one new exchange, one retry, data correct."""
+async def token_rejected_after_a_good_poll(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory, **fault: Any
+) -> Poller:
+    """An IAM poller that polled once; from now on acct0's token is rejected (``times``)."""
     poller = make_poller(make_config(sim, scenario, method=AuthMethod.IAM))
     assert await poller.poll_once()
     sim.add_fault(
@@ -283,10 +284,18 @@ async def test_expired_token_is_exchanged_again_and_the_call_retried_once(
             kind=FaultKind.TOKEN_EXPIRED,
             method=GET_OBJECT,
             account_id=scenario.accounts[0].id,
-            times=1,
+            **fault,
         )
     )
     sim.reset_stats()
+    return poller
+
+
+async def test_expired_token_is_exchanged_again_and_the_call_retried_once(
+    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
+) -> None:
+    """AccessTokenValidation (HTTP 500): one new exchange, one retry, data correct."""
+    poller = await token_rejected_after_a_good_poll(sim, scenario, make_poller, times=1)
     assert await poller.poll_once()
     assert poller.api_stats.requests[("acct0", "iam_token", "200")] == 2
     assert poller.api_stats.requests[("acct1", "iam_token", "200")] == 1
@@ -299,14 +308,7 @@ async def test_token_still_rejected_after_renewal_is_auth_failure(
     sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
 ) -> None:
     """If the fresh token is rejected too, the call fails as auth after exactly one renewal."""
-    poller = make_poller(make_config(sim, scenario, method=AuthMethod.IAM))
-    assert await poller.poll_once()
-    sim.add_fault(
-        FaultRule(
-            kind=FaultKind.TOKEN_EXPIRED, method=GET_OBJECT, account_id=scenario.accounts[0].id
-        )
-    )
-    sim.reset_stats()
+    poller = await token_rejected_after_a_good_poll(sim, scenario, make_poller)
     assert not await poller.poll_once()
     status = poller.state.accounts["acct0"].sources[Source.ACCOUNT]
     assert status.last_error_reason == "auth"
