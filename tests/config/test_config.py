@@ -47,6 +47,11 @@ def minimal(**overrides: object) -> dict[str, object]:
     return raw
 
 
+def account_b(**extra: object) -> dict[str, object]:
+    """A second account, valid but for ``extra``."""
+    return {"name": "b", "auth": {"method": "apikey", "api_key_env": "SL_KEY"}, **extra}
+
+
 def problems(raw: object, **kwargs: object) -> list[str]:
     with pytest.raises(ConfigError) as info:
         config_from_dict(raw, environ=ENV, **kwargs)  # type: ignore[arg-type]
@@ -258,43 +263,23 @@ class TestInvalid:
                 "accounts[1].auth.scope: unknown key",
             ),
             (
-                {
-                    "name": "b",
-                    "auth": {"method": "apikey", "api_key_env": "SL_KEY"},
-                    "thresholds": {"monthly_budget_usd": "lots"},
-                },
+                account_b(thresholds={"monthly_budget_usd": "lots"}),
                 "accounts[1].thresholds.monthly_budget_usd: must be an amount in USD",
             ),
             (
-                {
-                    "name": "b",
-                    "auth": {"method": "apikey", "api_key_env": "SL_KEY"},
-                    "thresholds": {"monthly_budget_usd": -5},
-                },
+                account_b(thresholds={"monthly_budget_usd": -5}),
                 "accounts[1].thresholds.monthly_budget_usd: must be a finite amount >= 0",
             ),
             (
-                {
-                    "name": "b",
-                    "auth": {"method": "apikey", "api_key_env": "SL_KEY"},
-                    "thresholds": {"forecast_surge_ratio": 0},
-                },
+                account_b(thresholds={"forecast_surge_ratio": 0}),
                 "accounts[1].thresholds.forecast_surge_ratio: must be > 0",
             ),
             (
-                {
-                    "name": "b",
-                    "auth": {"method": "apikey", "api_key_env": "SL_KEY"},
-                    "thresholds": {"pending_invoice_max_age": "35 days"},
-                },
+                account_b(thresholds={"pending_invoice_max_age": "35 days"}),
                 "accounts[1].thresholds.pending_invoice_max_age: invalid duration",
             ),
             (
-                {
-                    "name": "b",
-                    "auth": {"method": "apikey", "api_key_env": "SL_KEY"},
-                    "thresholds": {"budget": 1},
-                },
+                account_b(thresholds={"budget": 1}),
                 "accounts[1].thresholds.budget: unknown key",
             ),
             (

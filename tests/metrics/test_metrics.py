@@ -273,36 +273,29 @@ class TestValues:
 
     def test_thresholds(self, values):
         """Configured thresholds are exported; null ones are absent."""
-        assert (
-            values[
-                key("softlayer_alert_threshold_usd", account="prod", kind="open_invoice_balance")
+        exported = {
+            (name, kind): values.get(
+                key(f"softlayer_alert_threshold_{name}", account="prod", kind=kind)
+            )
+            for name, kind in [
+                ("usd", "open_invoice_balance"),
+                ("usd", "monthly_budget"),
+                ("usd", "account_balance"),
+                ("seconds", "pending_invoice_age"),
+                ("seconds", "open_invoice_grace"),
+                ("ratio", "forecast_surge"),
+                ("ratio", "category_surge"),
             ]
-            == 500.5
-        )
-        assert (
-            values[key("softlayer_alert_threshold_usd", account="prod", kind="monthly_budget")]
-            == 2000
-        )
-        assert (
-            key("softlayer_alert_threshold_usd", account="prod", kind="account_balance")
-            not in values
-        )
-        assert (
-            values[
-                key("softlayer_alert_threshold_seconds", account="prod", kind="pending_invoice_age")
-            ]
-            == 35 * 86400
-        )
-        grace = key("softlayer_alert_threshold_seconds", account="prod", kind="open_invoice_grace")
-        assert values[grace] == 30 * 86400
-        assert (
-            values[key("softlayer_alert_threshold_ratio", account="prod", kind="forecast_surge")]
-            == 1.25
-        )
-        assert (
-            key("softlayer_alert_threshold_ratio", account="prod", kind="category_surge")
-            not in values
-        )
+        }
+        assert exported == {
+            ("usd", "open_invoice_balance"): 500.5,
+            ("usd", "monthly_budget"): 2000,
+            ("usd", "account_balance"): None,
+            ("seconds", "pending_invoice_age"): 35 * 86400,
+            ("seconds", "open_invoice_grace"): 30 * 86400,
+            ("ratio", "forecast_surge"): 1.25,
+            ("ratio", "category_surge"): None,
+        }
 
     def test_health(self, values):
         """A failed source is down with its older last success; the account is down."""
