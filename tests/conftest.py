@@ -73,13 +73,13 @@ def _restore_logging() -> Iterator[None]:
 
 
 @pytest.fixture
-def sim_rate_limit() -> float | None:
+def sim_rate_limit() -> int | None:
     """The simulated API's request rate limit; well above any budget unless a module lowers it."""
     return 10_000
 
 
 @pytest.fixture
-async def sim(scenario: Scenario, sim_rate_limit: float | None) -> AsyncIterator[SimulatorServer]:
+async def sim(scenario: Scenario, sim_rate_limit: int | None) -> AsyncIterator[SimulatorServer]:
     """The simulator for the folder's or module's ``scenario`` on an ephemeral loopback port."""
     async with SimulatorServer(
         scenario,
