@@ -366,28 +366,18 @@ class TestValues:
             "incomplete",
         ):
             assert values[key("softlayer_api_errors_total", account="prod", reason=reason)] == 0
-        assert (
-            values[
+        buckets = {
+            le: values[
                 key(
                     "softlayer_api_request_duration_seconds_bucket",
                     account="prod",
                     method="getObject",
-                    le="0.1",
+                    le=le,
                 )
             ]
-            == 1
-        )
-        assert (
-            values[
-                key(
-                    "softlayer_api_request_duration_seconds_bucket",
-                    account="prod",
-                    method="getObject",
-                    le="+Inf",
-                )
-            ]
-            == 5
-        )
+            for le in ("0.1", "+Inf")
+        }
+        assert buckets == {"0.1": 1, "+Inf": 5}
         count = key(
             "softlayer_api_request_duration_seconds_count", account="prod", method="getObject"
         )
