@@ -178,6 +178,16 @@ def expected_data(good: Samples, samples: Samples, case: Case, name: str) -> boo
     return case.change is not None or data_of(samples, name) == data_of(good, name)
 
 
+async def clean_baseline(
+    proc: ExporterProcess, session: aiohttp.ClientSession, names: list[str]
+) -> Samples:
+    """Wait for a poll of every account after the first, all ok; scrape what they published."""
+    await proc.more_polls(names, 1)
+    last = await proc.more_polls(names, 1)
+    assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
+    return await proc.scrape(session)
+
+
 async def test_every_fault_in_one_real_exporter_process(
     tmp_path: Path, sim: SimulatorServer, scenario: Scenario
 ) -> None:
@@ -190,10 +200,7 @@ async def test_every_fault_in_one_real_exporter_process(
     proc = ExporterProcess(tmp_path / "config.yaml", env)
     async with proc, aiohttp.ClientSession() as session:
         # Phase 1: a clean cycle is the baseline.
-        await proc.more_polls(names, 1)
-        last = await proc.more_polls(names, 1)
-        assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
-        good = await proc.scrape(session)
+        good = await clean_baseline(proc, session, names)
         for name in names:
             assert value(good, "softlayer_up", account=name) == 1
             assert len(data_of(good, name)) > 20, name  # the comparisons below bite
@@ -311,10 +318,7 @@ async def test_connection_refused_then_back_on_the_same_port(
         env = make_config(tmp_path, sim, scenario, port=gate.port)
         proc = ExporterProcess(tmp_path / "config.yaml", env)
         async with proc, aiohttp.ClientSession() as session:
-            await proc.more_polls(names, 1)
-            last = await proc.more_polls(names, 1)
-            assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
-            good = await proc.scrape(session)
+            good = await clean_baseline(proc, session, names)
 
             await gate.close()
             # The poll in flight may have started before; the one after is all-refused.
