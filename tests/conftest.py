@@ -1,18 +1,21 @@
 """Shared pytest configuration: the --run-slow switch, the CI rule for external tools, and
-the reset of process-wide state between tests."""
+the reset of process-wide state (secrets, logging) between tests, the simulator fixture."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import structlog
 
 from exporter import logs
+from exporter.simulator import Scenario, SimulatorServer
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,6 +59,36 @@ def _fresh_secret_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     test, in the same process, registered that key.
     """
     monkeypatch.setattr(logs, "_known_secrets", set())
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Tests that run main() configure logging globally; undo it after each test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def sim_rate_limit() -> int | None:
+    """The simulated API's request rate limit; well above any budget unless a module lowers it."""
+    return 10_000
+
+
+@pytest.fixture
+async def sim(scenario: Scenario, sim_rate_limit: int | None) -> AsyncIterator[SimulatorServer]:
+    """The simulator for the folder's or module's ``scenario`` on an ephemeral loopback port."""
+    async with SimulatorServer(
+        scenario,
+        host="127.0.0.1",
+        port=0,
+        latency_seconds=0.0,
+        rate_limit_per_second=sim_rate_limit,
+    ) as server:
+        yield server
 
 
 @contextlib.contextmanager

@@ -9,17 +9,15 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from exporter.config import AccountConfig, AuthConfig, AuthMethod, Config, RetryConfig, Secret
 from exporter.logs import configure_logging
@@ -32,17 +30,6 @@ from tests.field.conftest import Certs, Relay, write_config
 #: Bearer tokens the simulator issues look like this.
 _TOKEN = re.compile(r"sim\.[A-Za-z0-9_-]{20,}")
 _FAST = RetryConfig(attempts=2, initial_backoff_seconds=0.001, max_backoff_seconds=0.002)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """configure_logging is global; undo it after each test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 class Captured:

@@ -30,9 +30,9 @@ from exporter.finops.backfill import (
 from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
 from exporter.simulator.breakdown import invoice_categories
 from exporter.simulator.scenario import InvoiceTruth
-from tests.client.conftest import make_config
 from tests.conftest import require_tool
 from tests.finops.prometheus import PrometheusServer
+from tests.helpers.simapi import make_config
 
 MONTHS = 13
 LABELS = 'job="softlayer", instance="backfill"'

@@ -37,11 +37,11 @@ from exporter.finops.backfill import HEAD_MARGIN_SECONDS, BackfillOptions, run_b
 from exporter.simulator import AccountSpec, Scenario, SimulatorServer
 from exporter.simulator.breakdown import datacenters, invoice_categories, ranked_items
 from exporter.simulator.scenario import InvoiceTruth
-from tests.client.conftest import make_config
-from tests.client.finops_truth import item_label
 from tests.conftest import require_tool
 from tests.finops.prometheus import PrometheusServer
 from tests.grafana import artifacts
+from tests.helpers.finops_truth import item_label
+from tests.helpers.simapi import make_config
 
 pytestmark = pytest.mark.prometheus
 

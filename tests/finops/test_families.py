@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from exporter.finops.records import BillingProfile
 from exporter.metrics import SnapshotCollector
-from tests.serve import builders as b
+from tests.helpers import builders as b
 
 FINOPS = (
     "softlayer_billing_info",

@@ -16,8 +16,8 @@ from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, Simu
 from exporter.simulator.breakdown import invoice_categories
 from exporter.snapshot import ExporterState, Source
 from exporter.wire import DecodeError
-from tests.client.conftest import make_config
-from tests.client.finops_truth import FINOPS_PREFIXES, expected_finops
+from tests.helpers.finops_truth import FINOPS_PREFIXES, expected_finops
+from tests.helpers.simapi import make_config
 
 START = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 LINES = "SoftLayer_Billing_Invoice::getInvoiceTopLevelItems"

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import socket
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.field.conftest import Relay
+from tests.helpers.processes import exporter_command
 
 #: Deadline for anything the tests wait on; a wait that hits it is a failure, not a timing claim.
 DEADLINE_SECONDS = 60.0
@@ -66,15 +65,6 @@ def data_of(samples: Samples, account: str) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[(name, frozenset(labels.items()))]
-
-
-def exporter_command() -> list[str]:
-    """The installed console script of this worktree's venv, else ``python -m exporter``."""
-    script = Path(sys.executable).parent / "softlayer-billing-exporter"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("softlayer-billing-exporter")
-    return [found] if found else [sys.executable, "-m", "exporter"]
 
 
 def account_yaml(

@@ -19,7 +19,6 @@ import json
 import resource
 import sys
 import tracemalloc
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -61,14 +60,6 @@ def _scenario() -> Scenario:
     return Scenario.generate(
         seed=13, accounts=[AccountSpec(items=40, pending_invoice=True, invoice_months=6)]
     )
-
-
-@pytest.fixture(name="sim")
-async def _sim(scenario: Scenario) -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(
-        scenario, host="127.0.0.1", port=0, latency_seconds=0.0, rate_limit_per_second=1000
-    ) as sim:
-        yield sim
 
 
 def exporter(

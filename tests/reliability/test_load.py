@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -53,12 +52,10 @@ def _scenario() -> Scenario:
     )
 
 
-@pytest.fixture(name="sim")
-async def _sim(scenario: Scenario) -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(
-        scenario, host="127.0.0.1", port=0, latency_seconds=0.0, rate_limit_per_second=50
-    ) as sim:
-        yield sim
+@pytest.fixture(name="sim_rate_limit")
+def _sim_rate_limit() -> int:
+    """The simulated API's rate limit: low, as a real account's can be."""
+    return 50
 
 
 async def load(tmp_path: Path, sim: SimulatorServer, scenario: Scenario, seconds: float) -> None:

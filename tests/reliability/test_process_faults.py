@@ -49,7 +49,7 @@ GET_ITEMS = "SoftLayer_Account::getNextInvoiceTopLevelBillingItems"
 #: each request when this test's own event loop gets to it, so a stall of that loop (a
 #: shared, loaded machine) lands requests spaced 250 ms apart in one of its seconds; with one
 #: request of slack that failed about one run in three under load. The limiter's spacing is
-#: proven exact on a fake clock in tests/client/test_ratelimit_and_stats.py.
+#: proven exact on a fake clock in tests/softlayer/test_ratelimit.py.
 BUDGET = 4
 SIM_LIMIT = 2 * BUDGET
 #: Poll deadline: far above what the slowest faulted poll takes (the hang: two 3 s timeouts;
@@ -180,6 +180,16 @@ def expected_data(good: Samples, samples: Samples, case: Case, name: str) -> boo
     return case.change is not None or data_of(samples, name) == data_of(good, name)
 
 
+async def clean_baseline(
+    proc: ExporterProcess, session: aiohttp.ClientSession, names: list[str]
+) -> Samples:
+    """Wait for a poll of every account after the first, all ok; scrape what they published."""
+    await proc.more_polls(names, 1)
+    last = await proc.more_polls(names, 1)
+    assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
+    return await proc.scrape(session)
+
+
 async def test_every_fault_in_one_real_exporter_process(
     tmp_path: Path, sim: SimulatorServer, scenario: Scenario
 ) -> None:
@@ -192,10 +202,7 @@ async def test_every_fault_in_one_real_exporter_process(
     proc = ExporterProcess(tmp_path / "config.yaml", env)
     async with proc, aiohttp.ClientSession() as session:
         # Phase 1: a clean cycle is the baseline.
-        await proc.more_polls(names, 1)
-        last = await proc.more_polls(names, 1)
-        assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
-        good = await proc.scrape(session)
+        good = await clean_baseline(proc, session, names)
         for name in names:
             assert value(good, "softlayer_up", account=name) == 1
             assert len(data_of(good, name)) > 20, name  # the comparisons below bite
@@ -313,10 +320,7 @@ async def test_connection_refused_then_back_on_the_same_port(
         env = make_config(tmp_path, sim, scenario, port=gate.port)
         proc = ExporterProcess(tmp_path / "config.yaml", env)
         async with proc, aiohttp.ClientSession() as session:
-            await proc.more_polls(names, 1)
-            last = await proc.more_polls(names, 1)
-            assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
-            good = await proc.scrape(session)
+            good = await clean_baseline(proc, session, names)
 
             await gate.close()
             # The poll in flight may have started before; the one after is all-refused.

@@ -12,7 +12,6 @@ while the running configuration carries on. Exit 0 on SIGTERM at the end.
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -40,14 +39,6 @@ def _scenario() -> Scenario:
             AccountSpec(items=10, pending_invoice=False, invoice_months=3),
         ],
     )
-
-
-@pytest.fixture(name="sim")
-async def _sim(scenario: Scenario) -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(
-        scenario, host="127.0.0.1", port=0, latency_seconds=0.0, rate_limit_per_second=1000
-    ) as sim:
-        yield sim
 
 
 def accounts(sim: SimulatorServer, scenario: Scenario, budgets: list[int]) -> list[str]:

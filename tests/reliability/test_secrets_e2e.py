@@ -1,32 +1,28 @@
 """Secrets end to end: valid, recognisable keys (classic and IAM) planted in a real process.
 
-tests/serve already plants a wrong key (auth fails) in --once and in-process endpoints. Here
-the planted keys are the accounts' real credentials, so they are sent on the wire and IAM
-tokens get issued; a serving exporter process runs at debug level through clean cycles and
-a set of faults, every endpoint is fetched, and a --once run is added. Every output is then
-searched for the keys, their Basic-auth encodings and any issued IAM token.
+tests/cli and tests/server already plant a wrong key (auth fails) in --once and in-process
+endpoints. Here the planted keys are the accounts' real credentials, so they are sent on the
+wire and IAM tokens get issued; a serving exporter process runs at debug level through clean
+cycles and a set of faults, every endpoint is fetched, and a --once run is added. Every output
+is then searched for the keys, their Basic-auth encodings and any issued IAM token.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
+from tests.helpers.processes import run_exporter
 
 from .conftest import (
-    DEADLINE_SECONDS,
     ExporterProcess,
     account_yaml,
     classic_auth,
-    exporter_command,
     fast_header,
     iam_auth,
     write_config,
@@ -55,12 +51,10 @@ def _scenario() -> Scenario:
     return scenario
 
 
-@pytest.fixture(name="sim")
-async def _sim(scenario: Scenario) -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(
-        scenario, host="127.0.0.1", port=0, latency_seconds=0.0, rate_limit_per_second=50
-    ) as sim:
-        yield sim
+@pytest.fixture(name="sim_rate_limit")
+def _sim_rate_limit() -> int:
+    """The simulated API's rate limit: low, as a real account's can be."""
+    return 50
 
 
 def forbidden(scenario: Scenario) -> list[str]:
@@ -118,22 +112,11 @@ async def test_planted_valid_keys_appear_in_no_output(
     outputs["serve stderr"] = "\n".join(proc.stderr_lines)
     outputs["serve stdout"] = proc.stdout.decode()
 
-    once = await asyncio.create_subprocess_exec(
-        *exporter_command(),
-        "--config.file",
-        str(config),
-        "--once",
-        "--log.level",
-        "debug",
-        "--log.format",
-        "json",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **env},
+    code, out, err = await run_exporter(
+        "--config.file", str(config), "--once", "--log.level", "debug", env=env
     )
-    out, err = await asyncio.wait_for(once.communicate(), DEADLINE_SECONDS)
-    assert once.returncode == 0, err.decode()
-    outputs["once stdout"], outputs["once stderr"] = out.decode(), err.decode()
+    assert code == 0, err
+    outputs["once stdout"], outputs["once stderr"] = out, err
 
     for where, text in outputs.items():
         assert text or where == "serve stdout", where

@@ -2,57 +2,31 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from exporter.simulator.cli import build_parser, main, parse_listen_address
+from tests.helpers.processes import simulator_command, simulator_process
 
 
-def console_script() -> list[str]:
-    """The installed console script (venv first on PATH), else the module entry point."""
-    here = Path(sys.executable).parent / "softlayer-api-simulator"
-    found = str(here) if here.exists() else shutil.which("softlayer-api-simulator")
-    return [found] if found else [sys.executable, "-m", "exporter.simulator.cli"]
-
-
-@pytest.fixture
-def simulator_process() -> Iterator[tuple[subprocess.Popen[str], dict[str, object]]]:
-    with subprocess.Popen(
-        [
-            *console_script(),
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--seed",
-            "3",
-            "--accounts",
-            "2",
-            "--items",
-            "12",
-            "--fault",
-            "internal_error:SoftLayer_Account::getInvoices:1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    ) as process:
-        try:
-            assert process.stdout is not None
-            first = json.loads(process.stdout.readline())
-            yield process, first
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+@pytest.fixture(name="simulator_process")
+def _simulator_process() -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    with simulator_process(
+        "--seed",
+        "3",
+        "--accounts",
+        "2",
+        "--items",
+        "12",
+        "--fault",
+        "internal_error:SoftLayer_Account::getInvoices:1",
+    ) as started:
+        yield started
 
 
 async def test_first_line_and_serving(
@@ -89,7 +63,7 @@ async def test_first_line_and_serving(
 def test_help_documents_the_options() -> None:
     """--help lists every option the README promises."""
     result = subprocess.run(
-        [*console_script(), "--help"], capture_output=True, text=True, timeout=60, check=True
+        [*simulator_command(), "--help"], capture_output=True, text=True, timeout=60, check=True
     )
     for option in (
         "--web.listen-address",
@@ -148,12 +122,9 @@ def test_listen_address_forms() -> None:
 
 
 @pytest.fixture
-def clocked_simulator() -> Iterator[dict[str, object]]:
+def clocked_simulator() -> Iterator[dict[str, Any]]:
     """The console script with the billing clock, payment terms and a page cap set."""
-    argv = [
-        *console_script(),
-        "--web.listen-address",
-        "127.0.0.1:0",
+    with simulator_process(
         "--items",
         "12",
         "--now",
@@ -173,20 +144,8 @@ def clocked_simulator() -> Iterator[dict[str, object]]:
         "10",
         "--platform-services",
         "25.5",
-    ]
-    with subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    ) as process:
-        try:
-            assert process.stdout is not None
-            yield json.loads(process.stdout.readline())
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+    ) as (_, first):
+        yield first
 
 
 async def test_clock_payment_and_page_cap_options(clocked_simulator: dict[str, object]) -> None:

@@ -1,0 +1,1 @@
+"""Helpers shared by several test folders (see tests/README.md)."""

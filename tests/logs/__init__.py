@@ -1,0 +1,1 @@
+"""Tests of logging: JSON lines, level filter, redaction of secrets."""

@@ -1,0 +1,1 @@
+"""Tests of the metrics layer: the snapshot collector, snapshots, API statistics, thresholds."""

@@ -1,0 +1,1 @@
+"""Tests of the HTTP side: server, /metrics exposition, web config, connections, shutdown."""

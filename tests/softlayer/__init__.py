@@ -1,0 +1,1 @@
+"""Tests of the SoftLayer client: requests, paging, wire parsing, the rate limiter."""
