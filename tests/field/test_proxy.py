@@ -11,6 +11,8 @@ rules, not aiohttp's ``trust_env``); if that ever stopped, the poll would fail a
 from __future__ import annotations
 
 import base64
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,29 @@ from tests.field.conftest import (
 )
 
 
+@contextlib.asynccontextmanager
+async def relayed(
+    tmp_path: Path,
+    sim: SimulatorServer,
+    scenario: Scenario,
+    certs: Certs | None = None,
+    *,
+    iam: bool = False,
+) -> AsyncIterator[tuple[Relay, Path]]:
+    """The simulator behind a relay only the proxy may reach (TLS with ``certs``), and the
+    exporter's config for it: classic auth, or IAM through the relay's token URL."""
+    account = scenario.accounts[0]
+    tls = None if certs is None else certs.server_context()
+    async with Relay(sim.port, admit=PROXY_SOURCE, tls=tls) as relay:
+        auth = (
+            {"method": "iam", "iam_token_url": f"{relay.url}/identity/token"}
+            if iam
+            else {"method": "classic", "username": account.username}
+        )
+        endpoint = f"{relay.url}/rest/v3.1/"
+        yield relay, write_config(tmp_path / "config.yaml", endpoint=endpoint, auth=auth)
+
+
 def _secrets(scenario: Scenario) -> list[str]:
     account = scenario.accounts[0]
     return [account.api_key, account.iam_api_key]
@@ -40,12 +65,7 @@ async def test_http_endpoint_through_http_proxy(
 ) -> None:
     """HTTP_PROXY carries every request; the proxy's log lists each one the simulator served."""
     account = scenario.accounts[0]
-    async with Relay(sim.port, admit=PROXY_SOURCE) as relay:
-        config = write_config(
-            tmp_path / "config.yaml",
-            endpoint=f"{relay.url}/rest/v3.1/",
-            auth={"method": "classic", "username": account.username},
-        )
+    async with relayed(tmp_path, sim, scenario) as (relay, config):
         with tinyproxy(tmp_path) as proxy:
             sim.reset_stats()
             run = await run_once(config, account.api_key, HTTP_PROXY=proxy.url)
@@ -78,12 +98,7 @@ async def test_https_endpoint_and_iam_through_connect_tunnel(
 ) -> None:
     """HTTPS_PROXY tunnels TLS (CONNECT) to the API and the IAM token URL; NO_PROXY bypasses it."""
     account = scenario.accounts[0]
-    async with Relay(sim.port, admit=PROXY_SOURCE, tls=certs.server_context()) as relay:
-        config = write_config(
-            tmp_path / "config.yaml",
-            endpoint=f"{relay.url}/rest/v3.1/",
-            auth={"method": "iam", "iam_token_url": f"{relay.url}/identity/token"},
-        )
+    async with relayed(tmp_path, sim, scenario, certs, iam=True) as (relay, config):
         with tinyproxy(tmp_path) as proxy:
             sim.reset_stats()
             run = await run_once(
@@ -121,12 +136,7 @@ async def test_proxy_that_refuses_the_tunnel(
 ) -> None:
     """A proxy that allows CONNECT to port 443 only: a clear error, counted as network."""
     account = scenario.accounts[0]
-    async with Relay(sim.port, admit=PROXY_SOURCE, tls=certs.server_context()) as relay:
-        config = write_config(
-            tmp_path / "config.yaml",
-            endpoint=f"{relay.url}/rest/v3.1/",
-            auth={"method": "classic", "username": account.username},
-        )
+    async with relayed(tmp_path, sim, scenario, certs) as (relay, config):
         with tinyproxy(tmp_path, "ConnectPort 443") as proxy:
             sim.reset_stats()
             run = await run_once(
@@ -178,12 +188,7 @@ async def test_netrc_is_not_consulted(
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login someone password elsewhere\n", encoding="utf-8")
     netrc.chmod(0o600)
-    async with Relay(sim.port, admit=PROXY_SOURCE) as relay:
-        config = write_config(
-            tmp_path / "config.yaml",
-            endpoint=f"{relay.url}/rest/v3.1/",
-            auth={"method": "classic", "username": account.username},
-        )
+    async with relayed(tmp_path, sim, scenario) as (_, config):
         with tinyproxy(tmp_path) as proxy:
             run = await run_once(config, account.api_key, HTTP_PROXY=proxy.url, NETRC=str(netrc))
     assert run.returncode == 0, run.stderr
@@ -245,12 +250,7 @@ async def test_proxy_that_wants_credentials(
 ) -> None:
     """A proxy with basic auth: credentials in HTTPS_PROXY pass; without them, 407 and a hint."""
     account = scenario.accounts[0]
-    async with Relay(sim.port, admit=PROXY_SOURCE, tls=certs.server_context()) as relay:
-        config = write_config(
-            tmp_path / "config.yaml",
-            endpoint=f"{relay.url}/rest/v3.1/",
-            auth={"method": "classic", "username": account.username},
-        )
+    async with relayed(tmp_path, sim, scenario, certs) as (_, config):
         with tinyproxy(tmp_path, "BasicAuth alice pr0xy-pa55") as proxy:
             with_credentials = proxy.url.replace("http://", "http://alice:pr0xy-pa55@")
             ok = await run_once(
