@@ -317,13 +317,15 @@ def parse_invoice(value: Any, path: str) -> InvoiceSummary:
     def money(key: str) -> Decimal:
         return parse_decimal(_field(obj, key, path), f"{path}.{key}")
 
+    # The fields a look-back window counts are the first of the full summary.
+    head = parse_window_invoice(obj, path)
     return InvoiceSummary(
-        invoice_id=parse_int(_field(obj, "id", path), f"{path}.id"),
-        type_code=parse_str(_field(obj, "typeCode", path), f"{path}.typeCode"),
-        status_code=parse_str(_field(obj, "statusCode", path), f"{path}.statusCode"),
-        created=parse_datetime(_field(obj, "createDate", path), f"{path}.createDate"),
-        closed=_optional_datetime(obj.get("closedDate"), f"{path}.closedDate"),
-        total_usd=money("invoiceTotalAmount"),
+        invoice_id=head.invoice_id,
+        type_code=head.type_code,
+        status_code=head.status_code,
+        created=head.created,
+        closed=head.closed,
+        total_usd=head.total_usd,
         pre_tax_usd=money("invoiceTotalPreTaxAmount"),
         recurring_usd=money("invoiceTotalRecurringAmount"),
         one_time_usd=money("invoiceTotalOneTimeAmount"),
