@@ -31,7 +31,7 @@ from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, Simu
 from exporter.simulator.breakdown import invoice_categories
 from exporter.simulator.scenario import InvoiceTruth
 from tests.conftest import require_tool
-from tests.finops.prometheus import PrometheusServer
+from tests.helpers.prometheus import PrometheusServer
 from tests.helpers.simapi import make_config
 
 MONTHS = 13

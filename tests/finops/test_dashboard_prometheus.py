@@ -38,9 +38,9 @@ from exporter.simulator import AccountSpec, Scenario, SimulatorServer
 from exporter.simulator.breakdown import datacenters, invoice_categories, ranked_items
 from exporter.simulator.scenario import InvoiceTruth
 from tests.conftest import require_tool
-from tests.finops.prometheus import PrometheusServer
 from tests.grafana import artifacts
 from tests.helpers.finops_truth import item_label
+from tests.helpers.prometheus import PrometheusServer
 from tests.helpers.simapi import make_config
 
 pytestmark = pytest.mark.prometheus

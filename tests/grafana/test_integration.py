@@ -24,7 +24,6 @@ Every wait polls an API until a deadline; nothing sleeps for a fixed time.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -45,6 +44,7 @@ from aiohttp import web
 
 from tests.conftest import require_tool
 from tests.grafana import artifacts
+from tests.helpers.processes import poll_until
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.e2e]
 
@@ -154,18 +154,9 @@ async def _until(
     deadline: float = DEADLINE_SECONDS,
 ) -> T:
     """Poll ``probe`` until it returns a value (not None); fail after ``deadline`` seconds."""
-    give_up = time.monotonic() + deadline
-    last_error: BaseException | None = None
-    while time.monotonic() < give_up:
-        processes.check_running()
-        try:
-            result = await probe()
-        except (aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
-            last_error, result = exc, None
-        if result is not None:
-            return result
-        await asyncio.sleep(0.2)  # polling period, not a synchronisation point
-    pytest.fail(f"timed out waiting for {what} (last error: {last_error!r})\n{processes.report()}")
+    return await poll_until(
+        what, probe, alive=processes.check_running, report=processes.report, deadline=deadline
+    )
 
 
 @dataclass

@@ -10,12 +10,48 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
 
 #: How long a process may take to start, or a one-shot run to finish, before the test fails.
 PROCESS_LIMIT_SECONDS = 30.0
+#: How often :func:`poll_until` asks again: a polling period, not a synchronisation point.
+POLL_PERIOD_SECONDS = 0.2
+
+T = TypeVar("T")
+
+
+async def poll_until(
+    what: str,
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    alive: Callable[[], None],
+    report: Callable[[], str],
+    deadline: float,
+) -> T:
+    """Ask ``probe`` until it returns a value (not None); fail the test after ``deadline`` s.
+
+    For what only an HTTP API or a log can tell (a server ready, a query answered). ``alive``
+    fails the test as soon as a watched process exited; ``report`` adds its logs to a timeout.
+    Connection errors and half-written answers count as "not yet".
+    """
+    give_up = time.monotonic() + deadline
+    last_error: BaseException | None = None
+    while time.monotonic() < give_up:
+        alive()
+        try:
+            result = await probe()
+        except (aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
+            last_error, result = exc, None
+        if result is not None:
+            return result
+        await asyncio.sleep(POLL_PERIOD_SECONDS)
+    pytest.fail(f"timed out waiting for {what} (last error: {last_error!r})\n{report()}")
 
 
 def _installed(script: str, module: str) -> list[str]:

@@ -12,7 +12,6 @@ import asyncio
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,6 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+
+from tests.helpers.processes import poll_until
 
 DEADLINE_SECONDS = 60.0
 #: Prometheus logs the address it bound (exporter-toolkit's web package).
@@ -105,20 +106,14 @@ class PrometheusServer:
 
     async def until(self, what: str, probe: Any, deadline: float = DEADLINE_SECONDS) -> Any:
         """Poll ``probe`` until it returns something other than None; fail at the deadline."""
-        give_up = time.monotonic() + deadline
-        last: BaseException | None = None
-        while time.monotonic() < give_up:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                pytest.fail(f"prometheus exited with {self._process.returncode}:\n{self.report()}")
-            try:
-                result = await probe()
-            except (aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
-                last, result = exc, None
-            if result is not None:
-                return result
-            await asyncio.sleep(0.2)  # polling period, not a synchronisation point
-        pytest.fail(f"timed out waiting for {what} ({last!r}):\n{self.report()}")
+        return await poll_until(
+            what, probe, alive=self._alive, report=self.report, deadline=deadline
+        )
+
+    def _alive(self) -> None:
+        assert self._process is not None
+        if self._process.poll() is not None:
+            pytest.fail(f"prometheus exited with {self._process.returncode}:\n{self.report()}")
 
     async def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
         """Run an instant query (at ``at``, unix time, else now); return its vector."""
