@@ -17,7 +17,7 @@ from aiohttp import web
 
 from exporter.demo import DEMO_POLL_INTERVAL_ENV
 from tests.helpers.builders import PLANTED_KEY
-from tests.helpers.processes import spawn_exporter
+from tests.helpers.processes import poll_until, spawn_exporter
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +63,8 @@ class Exporter:
     url: str
     lines: list[dict[str, object]]
     reader: asyncio.Task[None]
+    #: Set when the log says a poll ended (the first poll event).
+    polled: asyncio.Event
 
 
 @contextlib.asynccontextmanager
@@ -73,6 +75,7 @@ async def running_exporter(*args: str, env: dict[str, str]) -> AsyncIterator[Exp
     )
     lines: list[dict[str, object]] = []
     listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    polled = asyncio.Event()
 
     async def read() -> None:
         assert proc.stderr is not None
@@ -81,13 +84,15 @@ async def running_exporter(*args: str, env: dict[str, str]) -> AsyncIterator[Exp
             lines.append(event)
             if event.get("event") == "listening" and not listening.done():
                 listening.set_result(event["urls"][0])  # type: ignore[index]
+            elif event.get("event") == "poll":
+                polled.set()
         if not listening.done():
             listening.set_exception(AssertionError(f"exporter exited: {lines}"))
 
     reader = asyncio.create_task(read())
     try:
         url = await asyncio.wait_for(listening, STARTUP_LIMIT_SECONDS)
-        yield Exporter(proc, url, lines, reader)
+        yield Exporter(proc, url, lines, reader, polled)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -148,15 +153,22 @@ async def test_sigint_when_idle(tmp_path):
     async with running_exporter(
         "--config.file", str(config), env={"SL_KEY": PLANTED_KEY}
     ) as exporter:
+        # The first cycle ends with its poll event; /readyz turns 200 once /metrics serves
+        # it, which only the endpoint itself can tell.
+        await asyncio.wait_for(exporter.polled.wait(), STARTUP_LIMIT_SECONDS)
         async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + STARTUP_LIMIT_SECONDS
-            status = 0
-            while status != 200 and time.monotonic() < deadline:  # wait for the first cycle
+
+            async def ready() -> bool | None:
                 async with session.get(exporter.url + "/readyz") as resp:
-                    status = resp.status
-                if status != 200:
-                    await asyncio.sleep(0.1)
-            assert status == 200
+                    return True if resp.status == 200 else None
+
+            def alive() -> None:
+                assert exporter.proc.returncode is None, exporter.lines
+
+            await poll_until(
+                "ready", ready, alive=alive, report=lambda: str(exporter.lines[-20:]),
+                deadline=STARTUP_LIMIT_SECONDS,
+            )  # fmt: skip
             async with session.get(exporter.url + "/metrics") as resp:
                 text = await resp.text()
             assert 'softlayer_up{account="prod"} 0.0' in text
