@@ -191,6 +191,9 @@ class AccountPoller:
         fields: dict[str, Any] = {
             "account": self.account.name,
             "outcome": outcome,
+            # The poll's time, as softlayer_source_last_attempt_timestamp_seconds carries it:
+            # ties a log line to the figures it published.
+            "attempted_at": poll.now,
             "duration_seconds": round(snapshot.poll_duration_seconds or 0.0, 3),
             "requests": requests,
             "sources_failed": failed_sources,

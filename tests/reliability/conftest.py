@@ -15,7 +15,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.field.conftest import Relay
-from tests.helpers.processes import exporter_command
+from tests.helpers.processes import exporter_command, poll_until
 
 #: Deadline for anything the tests wait on; a wait that hits it is a failure, not a timing claim.
 DEADLINE_SECONDS = 60.0
@@ -202,6 +202,42 @@ class ExporterProcess:
         status, text = await self.get(session, "/metrics")
         assert status == 200, text
         return parse_samples(text)
+
+    async def scrape_after(
+        self, session: aiohttp.ClientSession, polls: dict[str, dict[str, Any]]
+    ) -> Samples:
+        """Scrape once /metrics serves the polls logged (``more_polls``' result).
+
+        /metrics is rendered ahead, shortly after a poll is published, so a scrape right after
+        the poll event may still get the rendering before it. Each poll event's
+        ``attempted_at`` is what the account's ``softlayer_source_last_attempt_timestamp_seconds``
+        shows once its poll is served.
+        """
+
+        async def served() -> Samples | None:
+            samples = await self.scrape(session)
+            for account, event in polls.items():
+                attempts = [
+                    v
+                    for (name, labels), v in samples.items()
+                    if name == "softlayer_source_last_attempt_timestamp_seconds"
+                    and ("account", account) in labels
+                ]
+                if not attempts or max(attempts) < event["attempted_at"]:
+                    return None
+            return samples
+
+        def alive() -> None:
+            assert self.proc is not None
+            assert self.proc.returncode is None, "\n".join(self.stderr_lines[-40:])
+
+        return await poll_until(
+            "/metrics to serve the polls logged",
+            served,
+            alive=alive,
+            report=lambda: "\n".join(self.stderr_lines[-40:]),
+            deadline=DEADLINE_SECONDS,
+        )
 
     async def terminate(self) -> int:
         """SIGTERM and wait for the exit code."""

@@ -159,6 +159,7 @@ def assert_poll_events_well_formed(proc: ExporterProcess, names: list[str]) -> N
         for event in proc.polls(name):
             assert event["outcome"] in {"ok", "partial", "failed"}
             assert isinstance(event["duration_seconds"], float | int)
+            assert isinstance(event["attempted_at"], float | int)
             assert isinstance(event["sources_failed"], list)
             failed = sorted(s for group in event["errors"] for s in group["sources"])
             assert failed == sorted(event["sources_failed"]), event
@@ -187,7 +188,7 @@ async def clean_baseline(
     await proc.more_polls(names, 1)
     last = await proc.more_polls(names, 1)
     assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
-    return await proc.scrape(session)
+    return await proc.scrape_after(session, last)
 
 
 async def test_every_fault_in_one_real_exporter_process(
@@ -239,7 +240,7 @@ async def test_every_fault_in_one_real_exporter_process(
         # Each hanging poll lasts two request timeouts; the control account polled on and
         # on meanwhile (lock-step cycles would have let it log one poll per hanging one).
         assert polls_between(proc, CONTROL, hang, hang_polls_before) >= 2
-        faulted = await proc.scrape(session)
+        faulted = await proc.scrape_after(session, last)
         assert proc.proc is not None
         assert proc.proc.returncode is None
         for index, case in enumerate(CASES):
@@ -281,7 +282,7 @@ async def test_every_fault_in_one_real_exporter_process(
         await proc.more_polls(names, 1)
         last = await proc.more_polls(names, 1)
         assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
-        recovered = await proc.scrape(session)
+        recovered = await proc.scrape_after(session, last)
         for index, name in enumerate(names):
             assert value(recovered, "softlayer_up", account=name) == 1, name
             case = CASES[index] if index < len(CASES) else None
@@ -326,7 +327,7 @@ async def test_connection_refused_then_back_on_the_same_port(
             # The poll in flight may have started before; the one after is all-refused.
             await proc.more_polls(names, 1)
             last = await proc.more_polls(names, 1)
-            refused = await proc.scrape(session)
+            refused = await proc.scrape_after(session, last)
             for name in names:
                 assert last[name]["outcome"] == "failed", last[name]
                 assert value(refused, "softlayer_up", account=name) == 0
@@ -337,7 +338,7 @@ async def test_connection_refused_then_back_on_the_same_port(
             await proc.more_polls(names, 1)
             last = await proc.more_polls(names, 1)
             assert {n: e["outcome"] for n, e in last.items()} == dict.fromkeys(names, "ok")
-            back = await proc.scrape(session)
+            back = await proc.scrape_after(session, last)
             for name in names:
                 assert value(back, "softlayer_up", account=name) == 1, name
                 assert data_of(back, name) == data_of(good, name), name

@@ -85,8 +85,8 @@ async def test_sighup_reloads_keeps_data_and_refuses_a_bad_file(
     proc = ExporterProcess(path, env)
     async with proc, aiohttp.ClientSession() as session:
         assert proc.proc is not None
-        await proc.more_polls(["acct0"], 2)
-        before = await proc.scrape(session)
+        first = await proc.more_polls(["acct0"], 2)
+        before = await proc.scrape_after(session, first)
         assert budget(before, "acct0") == 1000
         assert len(billing(before, "acct0")) > 20
 
@@ -106,8 +106,8 @@ async def test_sighup_reloads_keeps_data_and_refuses_a_bad_file(
         polls = await proc.more_polls(["acct0", "acct1"], 1)
         assert polls["acct0"]["outcome"] == "failed"
         assert polls["acct1"]["outcome"] == "ok"
-        await proc.more_polls(["acct0", "acct1"], 1)
-        after = await proc.scrape(session)
+        polls = await proc.more_polls(["acct0", "acct1"], 1)
+        after = await proc.scrape_after(session, polls)
         assert budget(after, "acct0") == 2000
         assert budget(after, "acct1") == 500
         assert value(after, "softlayer_up", account="acct0") == 0
@@ -124,8 +124,8 @@ async def test_sighup_reloads_keeps_data_and_refuses_a_bad_file(
         )
         assert str(path) in failed["error"]
         assert "line 2" in failed["error"]
-        await proc.more_polls(["acct1"], 1)
-        kept = await proc.scrape(session)
+        polls = await proc.more_polls(["acct1"], 1)
+        kept = await proc.scrape_after(session, polls)
         assert budget(kept, "acct1") == 500
         assert billing(kept, "acct0") == billing(before, "acct0")
         assert await proc.terminate() == 0
