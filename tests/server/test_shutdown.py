@@ -80,7 +80,7 @@ async def running_exporter(*args: str, env: dict[str, str]) -> AsyncIterator[Exp
             event = json.loads(line)
             lines.append(event)
             if event.get("event") == "listening" and not listening.done():
-                listening.set_result(event["urls"][0])  # type: ignore[index]
+                listening.set_result(event["urls"][0])
         if not listening.done():
             listening.set_exception(AssertionError(f"exporter exited: {lines}"))
 
