@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ TARGET_ROWS = (
 
 
 @pytest.fixture(scope="module", name="quick_run")
-def _quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+def _quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
     out = tmp_path_factory.mktemp("bench") / "out.json"
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
@@ -55,7 +56,7 @@ def _quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
     return done.stdout, json.loads(out.read_text())
 
 
-def test_quick_run_prints_every_table(quick_run: tuple[str, dict]) -> None:
+def test_quick_run_prints_every_table(quick_run: tuple[str, dict[str, Any]]) -> None:
     """The quick run prints the refresh, ratio, scaling, scrape and target tables."""
     stdout, _ = quick_run
     for heading in (
@@ -85,7 +86,7 @@ def test_quick_run_prints_every_table(quick_run: tuple[str, dict]) -> None:
     assert any(line.startswith("memory: peak RSS") for line in lines)
 
 
-def test_quick_run_gives_every_target_a_verdict(quick_run: tuple[str, dict]) -> None:
+def test_quick_run_gives_every_target_a_verdict(quick_run: tuple[str, dict[str, Any]]) -> None:
     """Each performance target appears with PASS or MISS, never n/a, in the quick run."""
     stdout, _ = quick_run
     for prefix in TARGET_ROWS:
@@ -94,7 +95,7 @@ def test_quick_run_gives_every_target_a_verdict(quick_run: tuple[str, dict]) -> 
         assert re.search(r"\| (PASS|MISS) +\|", row), row
 
 
-def test_quick_run_aggregates_match_ground_truth(quick_run: tuple[str, dict]) -> None:
+def test_quick_run_aggregates_match_ground_truth(quick_run: tuple[str, dict[str, Any]]) -> None:
     """Both contenders' category totals and invoice counts equal the simulator's truth."""
     _, report = quick_run
     contenders = {(r["contender"], r["items"]) for r in report["refresh"]}
@@ -105,7 +106,7 @@ def test_quick_run_aggregates_match_ground_truth(quick_run: tuple[str, dict]) ->
         assert record["bytes_sent"] > 0
 
 
-def test_quick_run_counts_steady_state_requests(quick_run: tuple[str, dict]) -> None:
+def test_quick_run_counts_steady_state_requests(quick_run: tuple[str, dict[str, Any]]) -> None:
     """The steady-state run served the truth and counted every poll's requests."""
     _, report = quick_run
     (steady,) = report["steady"]

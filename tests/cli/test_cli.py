@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from exporter.cli import build_parser, display_url, main
 from tests.helpers.builders import PLANTED_KEY
 
 
-def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
@@ -151,7 +152,7 @@ class TestListenFailure:
 
 
 class TestConfigCheck:
-    def write(self, tmp_path, body: str) -> str:
+    def write(self, tmp_path: Path, body: str) -> str:
         path = tmp_path / "c.yaml"
         path.write_text(textwrap.dedent(body))
         return str(path)

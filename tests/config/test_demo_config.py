@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from exporter.cli import main
-from exporter.config import AuthMethod, Thresholds
+from exporter.config import AuthMethod, Config, Thresholds
 from exporter.demo import (
     DEMO_POLL_INTERVAL,
     DEMO_POLL_INTERVAL_ENV,
@@ -35,7 +35,7 @@ class TestDemoConfig:
     def test_with_file(self):
         """With a file, names, thresholds and global settings stay; endpoint and keys change."""
         limits = Thresholds(monthly_budget_usd=Decimal(77))
-        base = b.Config(
+        base = Config(
             accounts=(b.account("prod", limits), b.account("staging")),
             page_size=17,
             top_categories=3,
@@ -66,7 +66,7 @@ class TestDemoConfig:
 
     def test_file_intervals_give_way_to_the_demo_interval(self):
         """Per-account intervals of the file are dropped: the demo polls all at one interval."""
-        base = b.Config(accounts=(b.account("prod"),))
+        base = Config(accounts=(b.account("prod"),))
         base = dataclasses.replace(
             base, accounts=(dataclasses.replace(base.accounts[0], poll_interval_seconds=3600.0),)
         )

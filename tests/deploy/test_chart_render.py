@@ -29,7 +29,8 @@ SECRET_MOUNT = "/etc/softlayer-billing-exporter/secrets"
 
 def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    containers: list[dict[str, Any]] = pod["containers"]  # rendered YAML
+    (container,) = containers
     return container
 
 

@@ -92,7 +92,8 @@ def test_invoice_lines_fold_per_category_once_each() -> None:
     """Overlapping pages count a line once; the top categories by amount, the rest in other."""
     lines = InvoiceCategoryAggregator()
 
-    def line(line_id: int, code: str, recurring: str, one_time: str = "0") -> dict[str, Any]:
+    # An amount arrives as a JSON string or number.
+    def line(line_id: int, code: str, recurring: str | int, one_time: str = "0") -> dict[str, Any]:
         return {
             "id": line_id,
             "categoryCode": code,

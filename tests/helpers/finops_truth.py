@@ -124,37 +124,37 @@ def expected_finops(
                 float(rate.rate),
             )
     # How the account is billed.
-    billing = truth.billing
-    assert billing is not None
+    info = truth.billing
+    assert info is not None
     yield (
         key(
             "softlayer_billing_info",
             account=name,
-            currency=billing.currency,
-            account_status=billing.account_status,
+            currency=info.currency,
+            account_status=info.account_status,
         ),
         1.0,
     )
     yield key("softlayer_billing_anniversary_day", account=name), float(truth.anniversary_day)
-    if billing.payment_terms is not None:
-        yield key("softlayer_billing_payment_terms", account=name), float(billing.payment_terms)
+    if info.payment_terms is not None:
+        yield key("softlayer_billing_payment_terms", account=name), float(info.payment_terms)
     for charge, percent in (
-        ("recurring", billing.recurring_discount_percent),
-        ("one_time", billing.one_time_discount_percent),
+        ("recurring", info.recurring_discount_percent),
+        ("one_time", info.one_time_discount_percent),
     ):
         yield key("softlayer_billing_discount_ratio", account=name, charge=charge), percent / 100
-    if billing.exchange_rate is not None:
+    if info.exchange_rate is not None:
         labels = {
             "account": name,
             "funding_currency": "USD",
-            "local_currency": billing.exchange_rate.local,
+            "local_currency": info.exchange_rate.local,
         }
-        yield key("softlayer_billing_exchange_rate", **labels), float(billing.exchange_rate.rate)
+        yield key("softlayer_billing_exchange_rate", **labels), float(info.exchange_rate.rate)
     yield (
         key("softlayer_next_invoice_platform_services_usd", account=name),
-        float(billing.next_invoice_platform_services),
+        float(info.next_invoice_platform_services),
     )
     yield (
         key("softlayer_next_invoice_recurring_before_discount_usd", account=name),
-        float(billing.next_invoice_recurring_before_discount),
+        float(info.next_invoice_recurring_before_discount),
     )

@@ -64,6 +64,7 @@ class TestFormat:
         )
         (event,) = lines(out)
         assert event["level"] == "error"
+        assert isinstance(event["event"], str)
         assert "dXNlcjpwYXNzd29yZA" not in event["event"]
 
     def test_bad_arguments(self):

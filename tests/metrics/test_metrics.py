@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 from prometheus_client import generate_latest
@@ -15,7 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter import __version__
 from exporter.config import Thresholds
 from exporter.metrics import CACHED, SnapshotCollector, build_registry
-from exporter.snapshot import AccountSnapshot, Source
+from exporter.snapshot import (
+    AccountSnapshot,
+    ExporterState,
+    NextInvoiceBreakdown,
+    PendingInvoice,
+    Source,
+)
 from tests.conftest import require_tool
 from tests.helpers import builders as b
 
@@ -41,9 +49,9 @@ def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
 @pytest.fixture(name="values")
 def _values() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     thresholds = Thresholds(
-        open_invoice_balance_usd=b.Decimal("500.5"),
+        open_invoice_balance_usd=Decimal("500.5"),
         account_balance_usd=None,
-        monthly_budget_usd=b.Decimal("2000"),
+        monthly_budget_usd=Decimal("2000"),
         pending_invoice_max_age_seconds=35 * 86400.0,
         forecast_surge_ratio=1.25,
         category_surge_ratio=None,
@@ -79,6 +87,7 @@ class TestValues:
             "invoice": "latest_recurring",
             "invoice_type": "RECURRING",
         }
+        assert b.LATEST.closed is not None
         expected = {
             "softlayer_invoice_total_usd": 1100.10,
             "softlayer_invoice_pre_tax_usd": 1000.0,
@@ -116,10 +125,10 @@ class TestValues:
         """An undocumented status or type is exported under its own code (status 1); a value
         that is not a code shape is exported as UNKNOWN."""
         odd = replace(b.PENDING, status_code="DISPUTED", type_code="free text!")
-        snap = replace(b.full_snapshot(), pending_invoice=b.PendingInvoice(odd))
+        snap = replace(b.full_snapshot(), pending_invoice=PendingInvoice(odd))
         window = b.window()
         counts = {**window.counts, ("SURPRISE", "OPEN"): 2}
-        amounts = {**window.amounts_usd, ("SURPRISE", "OPEN"): b.Decimal("3.5")}
+        amounts = {**window.amounts_usd, ("SURPRISE", "OPEN"): Decimal("3.5")}
         snap = replace(snap, invoices=replace(window, counts=counts, amounts_usd=amounts))
         values = samples(SnapshotCollector(b.state(snap), None, b.config()))
         status = {
@@ -398,7 +407,7 @@ class TestLifecycle:
     def test_before_first_poll(self):
         """Before the first poll only thresholds and build info are served: no softlayer_up
         (0 would read as a failure), no source or billing series."""
-        state = b.ExporterState(("prod",))
+        state = ExporterState(("prod",))
         values = samples(SnapshotCollector(state, None, b.config()))
         assert not [k for k in values if k[0] == "softlayer_up"]
         assert not [
@@ -418,7 +427,7 @@ class TestLifecycle:
             AccountSnapshot(
                 **{
                     **{f: getattr(snap, f) for f in snap.__slots__},
-                    "next_invoice": b.NextInvoiceBreakdown((), 0, 0),
+                    "next_invoice": NextInvoiceBreakdown((), 0, 0),
                 }
             )
         )
@@ -427,7 +436,7 @@ class TestLifecycle:
 
     def test_several_accounts(self):
         """Each account gets its own series, one failing does not hide the other."""
-        state = b.state(b.full_snapshot("a"), b.full_snapshot("b", down=list(b.Source)))
+        state = b.state(b.full_snapshot("a"), b.full_snapshot("b", down=list(Source)))
         values = samples(SnapshotCollector(state, None, b.config(b.account("a"), b.account("b"))))
         assert values[key("softlayer_up", account="a")] == 1
         assert values[key("softlayer_up", account="b")] == 0
@@ -441,7 +450,7 @@ class TestLifecycle:
         assert b.PLANTED_KEY not in text
         families = {f.name for f in text_string_to_metric_families(text)}
         assert "process_cpu_seconds" in families
-        om = generate_openmetrics(registry).decode()
+        om = generate_openmetrics(registry).decode()  # type: ignore[no-untyped-call]  # untyped upstream
         assert "# TYPE softlayer_account info" in om
         assert om.endswith("# EOF\n")
         for line in text.splitlines():
@@ -453,9 +462,26 @@ class TestLifecycle:
 # ----- docs/metrics.md is the contract: compare both ways -------------------------------------
 
 
-def _documented() -> dict[str, dict[str, object]]:
+class DocumentedFamily(TypedDict):
+    """A metric as docs/metrics.md describes it."""
+
+    type: str
+    labels: set[str]
+    help: str | None
+
+
+class ServedFamily(TypedDict):
+    """A metric as the collector yields it, with its number of samples."""
+
+    type: str
+    labels: set[str]
+    help: str
+    samples: int
+
+
+def _documented() -> dict[str, DocumentedFamily]:
     """Parse the metric tables of docs/metrics.md: name -> {type, labels, help}."""
-    documented: dict[str, dict[str, object]] = {}
+    documented: dict[str, DocumentedFamily] = {}
     header: list[str] = []
     section_labels: set[str] | None = None
     for line in DOCS.read_text(encoding="utf-8").splitlines():
@@ -495,21 +521,21 @@ def _normalise_help(text: str) -> str:
     return text.replace("`", "").replace("(cached; ...)", CACHED).replace("\\|", "|")
 
 
-def _served() -> dict[str, dict[str, object]]:
+def _served() -> dict[str, ServedFamily]:
     collector = SnapshotCollector(
         b.state(b.full_snapshot()),
         b.api_stats(),
         b.config(
             b.account(
                 thresholds=Thresholds(
-                    open_invoice_balance_usd=b.Decimal(1),
-                    account_balance_usd=b.Decimal(2),
-                    monthly_budget_usd=b.Decimal(3),
+                    open_invoice_balance_usd=Decimal(1),
+                    account_balance_usd=Decimal(2),
+                    monthly_budget_usd=Decimal(3),
                 )
             )
         ),
     )
-    served = {}
+    served: dict[str, ServedFamily] = {}
     for family in collector.collect():
         name = family.name
         kind = family.type

@@ -15,7 +15,7 @@ import structlog
 from exporter.api_stats import ApiStats
 from exporter.poller import Poller
 from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, SimulatorServer
-from exporter.snapshot import ExporterState, PendingInvoice, Source
+from exporter.snapshot import AccountSnapshot, ExporterState, PendingInvoice, Source
 from exporter.softlayer import SoftLayerClient
 from tests.helpers.simapi import (
     PollerFactory,
@@ -261,7 +261,10 @@ async def test_one_canonical_poll_event_per_account(
 
 
 async def test_run_loops_and_stops_on_event(
-    sim: SimulatorServer, scenario: Scenario, make_poller: PollerFactory
+    sim: SimulatorServer,
+    scenario: Scenario,
+    make_poller: PollerFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """run() polls repeatedly at the interval and returns promptly once stop is set."""
     poller = make_poller(make_config(sim, scenario, poll_interval_seconds=0.01, poll_jitter=0.5))
@@ -270,7 +273,7 @@ async def test_run_loops_and_stops_on_event(
     third_cycle = asyncio.Event()
     publish = poller.state.publish
 
-    def counting_publish(snapshot: object) -> None:
+    def counting_publish(snapshot: AccountSnapshot) -> None:
         nonlocal cycles
         publish(snapshot)
         if snapshot.name == "acct1":
@@ -278,7 +281,7 @@ async def test_run_loops_and_stops_on_event(
             if cycles == 3:
                 third_cycle.set()
 
-    poller.state.publish = counting_publish
+    monkeypatch.setattr(poller.state, "publish", counting_publish)
     runner = asyncio.create_task(poller.run(stop))
     await asyncio.wait_for(third_cycle.wait(), timeout=10)
     stop.set()

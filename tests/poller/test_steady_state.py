@@ -7,7 +7,7 @@ ground truth after each poll. The log's ``walks`` field names each list a poll w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -38,7 +38,7 @@ class Run:
         self.scenario = scenario
         self.acct = scenario.accounts[0]
         self.poller = Poller(config, ExporterState(("acct0",)), clock=scenario.clock.time)
-        self.event: dict[str, Any] = {}
+        self.event: MutableMapping[str, Any] = {}
 
     @property
     def snapshot(self) -> AccountSnapshot:

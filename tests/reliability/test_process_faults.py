@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import aiohttp
 import pytest
@@ -65,13 +65,20 @@ def open_invoice(scenario: Scenario, account_id: int) -> None:
     scenario.open_pending_invoice(account_id, Decimal("250"))
 
 
+class FaultOptions(TypedDict, total=False):
+    """The FaultRule settings a case sets beyond its kind, method and account."""
+
+    latency_seconds: float
+    max_page_size: int
+
+
 @dataclass(frozen=True)
 class Case:
     kind: FaultKind
     method: str
     reason: str  # softlayer_api_errors_total{reason}
     source_down: str | None  # the source that goes down; None: the client copes, values exact
-    extra: dict[str, int | float]
+    extra: FaultOptions
     #: Where the client copes, the account changes with the fault, so that the changed list
     #: is read through the fault (an unchanged account's poll reads no list).
     change: Callable[[Scenario, int], Any] | None = field(default=None)
@@ -224,7 +231,7 @@ async def test_every_fault_in_one_real_exporter_process(
                     kind=case.kind,
                     method=case.method,
                     account_id=account_id,
-                    **case.extra,  # type: ignore[arg-type]
+                    **case.extra,
                 )
             )
             if case.change is not None:
@@ -285,8 +292,8 @@ async def test_every_fault_in_one_real_exporter_process(
         recovered = await proc.scrape_after(session, last)
         for index, name in enumerate(names):
             assert value(recovered, "softlayer_up", account=name) == 1, name
-            case = CASES[index] if index < len(CASES) else None
-            if case is None or case.change is None:
+            faulted_case = CASES[index] if index < len(CASES) else None
+            if faulted_case is None or faulted_case.change is None:
                 assert data_of(recovered, name) == data_of(good, name), name
             truth = scenario.truth(scenario.accounts[index].id)
             assert value(recovered, "softlayer_next_invoice_pre_tax_usd", account=name) == float(

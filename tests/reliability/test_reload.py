@@ -21,6 +21,7 @@ from exporter.simulator import AccountSpec, FaultKind, FaultRule, Scenario, Simu
 
 from .conftest import (
     ExporterProcess,
+    Samples,
     account_yaml,
     classic_auth,
     data_of,
@@ -53,11 +54,11 @@ def accounts(sim: SimulatorServer, scenario: Scenario, budgets: list[int]) -> li
     ]
 
 
-def budget(samples: dict, account: str) -> float:
+def budget(samples: Samples, account: str) -> float:
     return value(samples, "softlayer_alert_threshold_usd", account=account, kind="monthly_budget")
 
 
-def billing(samples: dict, account: str) -> dict:
+def billing(samples: Samples, account: str) -> Samples:
     """The account's billing data: what it exports, thresholds (configuration) aside."""
     return {
         key: v
@@ -66,7 +67,7 @@ def billing(samples: dict, account: str) -> dict:
     }
 
 
-def requests_of(samples: dict, account: str) -> float:
+def requests_of(samples: Samples, account: str) -> float:
     return sum(
         v
         for (name, labels), v in samples.items()

@@ -14,7 +14,7 @@ import pytest
 
 from exporter.exposition import Exposition
 from exporter.server import EXPOSITION, HEADER_TIMEOUT_SECONDS, create_app, start_server
-from exporter.snapshot import ExporterState
+from exporter.snapshot import AccountSnapshot, ExporterState
 from exporter.webconfig import WebConfig
 from tests.conftest import require_tool
 from tests.helpers import builders as b
@@ -27,7 +27,7 @@ class FakePoller:
     cycle done; ``crash`` makes it die instead.
     """
 
-    def __init__(self, state: ExporterState, *snapshots: b.AccountSnapshot) -> None:
+    def __init__(self, state: ExporterState, *snapshots: AccountSnapshot) -> None:
         self.state = state
         self.snapshots = snapshots
         self.api_stats = b.api_stats()

@@ -229,7 +229,7 @@ class TestServing:
         registry = build_registry(served.state, served.api_stats, b.config())
         expected = generate_latest(registry).decode()
 
-        def families(text: str) -> dict[str, list[tuple[str, tuple, float]]]:
+        def families(text: str) -> dict[str, list[tuple[str, tuple[tuple[str, str], ...], float]]]:
             return {
                 f.name: sorted(
                     (s.name, tuple(sorted(s.labels.items())), s.value) for s in f.samples

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import re
 import time
+from pathlib import Path
 
 import aiohttp
 import bcrypt
@@ -24,7 +25,7 @@ DEADLINE_SECONDS = 60.0
 
 
 async def _start_prometheus(
-    config_path, data_dir
+    config_path: Path, data_dir: Path
 ) -> tuple[asyncio.subprocess.Process, str, asyncio.Task[None]]:
     proc = await asyncio.create_subprocess_exec(
         require_tool("prometheus"),

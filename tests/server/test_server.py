@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from exporter.exposition import Exposition
 from exporter.server import POLLER_TASK, create_app, parse_listen_address, start_server
-from exporter.snapshot import ExporterState, Source
+from exporter.snapshot import AccountSnapshot, ExporterState, Source
 from tests.helpers import builders as b
 
 from .conftest import FakePoller, refreshed, run_app
@@ -140,7 +140,7 @@ class TestLanding:
             last_error=evil,
             last_error_reason="decode",
         )
-        state = b.state(b.AccountSnapshot(name="a<b>&c", sources=sources))
+        state = b.state(AccountSnapshot(name="a<b>&c", sources=sources))
         runner, url = await run_app(state, None)
         try:
             async with aiohttp.ClientSession() as session, session.get(url + "/") as resp:

@@ -83,7 +83,7 @@ async def running_exporter(*args: str, env: dict[str, str]) -> AsyncIterator[Exp
             event = json.loads(line)
             lines.append(event)
             if event.get("event") == "listening" and not listening.done():
-                listening.set_result(event["urls"][0])  # type: ignore[index]
+                listening.set_result(event["urls"][0])
             elif event.get("event") == "poll":
                 polled.set()
         if not listening.done():

@@ -17,11 +17,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from exporter.snapshot import ExporterState
-from exporter.webconfig import BasicAuth, WebConfigError, load_web_config
+from exporter.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config
 from tests.conftest import require_tool
 from tests.helpers import builders as b
 
-from .conftest import FakePoller, run_app
+from .conftest import Certs, FakePoller, run_app
 
 PASSWORD = "correct horse battery staple"
 
@@ -37,13 +37,13 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def write(tmp_path, text: str):
+def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "web.yml"
     path.write_text(text)
     return path
 
 
-def client_context(certs, *, with_cert: bool = False) -> ssl.SSLContext:
+def client_context(certs: Certs, *, with_cert: bool = False) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(certs.ca))
     if with_cert:
         context.load_cert_chain(certs.client_cert, certs.client_key)
@@ -287,11 +287,11 @@ class TestShippedExample:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def web_file(tmp_path, text: str):
+def web_file(tmp_path: Path, text: str) -> WebConfig:
     return load_web_config(write(tmp_path, text))
 
 
-def problems_of(tmp_path, text: str) -> list[str]:
+def problems_of(tmp_path: Path, text: str) -> list[str]:
     with pytest.raises(WebConfigError) as info:
         load_web_config(write(tmp_path, text))
     return info.value.problems
@@ -480,18 +480,21 @@ class TestCertificateReload:
         assert second == ssl.PEM_cert_to_DER_cert(fresh_cert.read_text())
 
 
-def replace(path, data: bytes) -> None:
+def replace(path: Path, data: bytes) -> None:
     """Swap a file in as certificate tools do: write aside, rename over."""
     aside = path.with_suffix(".new")
     aside.write_bytes(data)
     os.replace(aside, path)
 
 
-def second_server_certificate(tmp_path, certs):
+def second_server_certificate(tmp_path: Path, certs: Certs) -> tuple[Path, Path]:
     """Another certificate for 127.0.0.1 from the same CA."""
     openssl = require_tool("openssl")
     key, csr, crt = tmp_path / "n.key", tmp_path / "n.csr", tmp_path / "n.crt"
-    run = lambda *args: subprocess.run([openssl, *map(str, args)], check=True, capture_output=True)  # noqa: E731
+
+    def run(*args: str | Path) -> None:
+        subprocess.run([openssl, *map(str, args)], check=True, capture_output=True)
+
     run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
         "-subj", "/CN=renewed", "-keyout", key, "-out", csr)  # fmt: skip
     ext = tmp_path / "n.ext"
@@ -501,12 +504,15 @@ def second_server_certificate(tmp_path, certs):
     return crt, key
 
 
-async def served_certificate(url: str, certs) -> bytes:
+async def served_certificate(url: str, certs: Certs) -> bytes:
     """The DER certificate the server presents on a new connection."""
     host, port = url.removeprefix("https://").rsplit(":", 1)
     _, writer = await asyncio.open_connection(host, int(port), ssl=client_context(certs))
     try:
-        return writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        tls: ssl.SSLObject = writer.get_extra_info("ssl_object")  # get_extra_info answers Any
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None, "the server presented no certificate"
+        return der
     finally:
         writer.close()
         await writer.wait_closed()

@@ -260,7 +260,7 @@ def test_bad_billing_terms_are_refused() -> None:
         ({"platform_services": Decimal("0.0001")}, "platform_services"),
     ):
         with pytest.raises(ValueError, match=word):
-            AccountSpec(**spec)  # type: ignore[arg-type]
+            AccountSpec(**spec)
 
 
 def test_the_anniversary_cut_applies_the_account_terms(terms: Scenario) -> None:

@@ -23,7 +23,10 @@ async def invoices(
     query.setdefault("objectMask", "mask[invoiceTotalAmount]")
     if body is not None:
         query["objectFilter"] = flt("invoices", body)
-    answer = await client.get("SoftLayer_Account/getInvoices.json", scenario.accounts[0], **query)
+    # headers named: a query dict could not then be taken for them
+    answer = await client.get(
+        "SoftLayer_Account/getInvoices.json", scenario.accounts[0], headers=None, **query
+    )
     assert answer.status == 200
     assert answer.total == len(answer.json)
     return answer.json

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -11,13 +12,14 @@ from exporter.simulator import Scenario
 from tests.simulator.conftest import Client
 
 
-async def pending_total(client: Client, scenario: Scenario, index: int = 0) -> object:
+async def pending_total(client: Client, scenario: Scenario, index: int = 0) -> dict[str, Any]:
     answer = await client.get(
         "SoftLayer_Account/getObject.json",
         scenario.accounts[index],
         objectMask="mask[id,balance,pendingInvoice[id,invoiceTotalAmount,statusCode]]",
     )
-    return answer.json
+    account: dict[str, Any] = answer.json  # getObject answers a JSON object
+    return account
 
 
 async def test_pay_pending_invoice(client: Client, scenario: Scenario) -> None:
@@ -157,10 +159,10 @@ async def test_filtered_paging_sees_mutations(client: Client, scenario: Scenario
         "resultLimit": "0,5",
     }
     path = "SoftLayer_Account/getAllTopLevelBillingItems.json"
-    first = await client.get(path, acct, **query)
-    again = await client.get(path, acct, **query)
+    first = await client.get(path, acct, headers=None, **query)
+    again = await client.get(path, acct, headers=None, **query)
     scenario.cancel_billing_item(acct.id, first.json[0]["id"])
-    after = await client.get(path, acct, **query)
+    after = await client.get(path, acct, headers=None, **query)
     assert first.total == again.total
     assert after.total == (first.total or 0) - 1
     assert after.json[0]["id"] == first.json[1]["id"]

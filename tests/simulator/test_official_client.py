@@ -10,8 +10,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-import SoftLayer
-from SoftLayer.managers.account import AccountManager
+
+# The official client ships neither type hints nor stubs (as in benchmarks/baseline.py).
+import SoftLayer  # type: ignore[import-untyped]
+from SoftLayer.managers.account import AccountManager  # type: ignore[import-untyped]
 
 from exporter.simulator import AccountSpec, Scenario, SimulatorServer, ThreadedSimulator
 from tests.simulator.conftest import FIXED_NOW

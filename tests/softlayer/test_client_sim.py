@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -90,7 +90,7 @@ async def test_wrong_classic_key_is_auth(
     assert client.api_requests == 1
 
 
-def distinct_ids(seen: dict[int, Any]) -> Any:
+def distinct_ids(seen: dict[int, Any]) -> Callable[[list[Any]], int]:
     """A consume() that deduplicates by id, as fetch_pages requires, counting new rows."""
 
     def consume(page: list[Any]) -> int:

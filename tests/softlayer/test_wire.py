@@ -42,7 +42,8 @@ def sample(name: str) -> Any:
 
 def full_invoice(**overrides: Any) -> dict[str, Any]:
     """The real pending-invoice capture plus the relational totals our mask asks for."""
-    invoice = sample("billing_invoice_getObject_pendingInvoice.json")
+    # The capture is a JSON object.
+    invoice: dict[str, Any] = sample("billing_invoice_getObject_pendingInvoice.json")
     invoice.update(
         invoiceTotalPreTaxAmount="3000.5",
         invoiceTotalRecurringAmount="2900",
@@ -58,7 +59,8 @@ def full_invoice(**overrides: Any) -> dict[str, Any]:
 
 def full_account(**overrides: Any) -> dict[str, Any]:
     """The real `slcli account summary` capture plus the fields of ACCOUNT_MASK."""
-    account = sample("account_getObject_summary_mask.json")
+    # The capture is a JSON object.
+    account: dict[str, Any] = sample("account_getObject_summary_mask.json")
     account.update(
         balance="275246.13",
         nextInvoiceTotalRecurringAmount=Decimal("3100.47"),
@@ -149,6 +151,7 @@ def test_integers_flags_and_their_errors() -> None:
     assert parse_int(Decimal("14.0"), "n") == 14
     assert parse_bool(True, "f") is True
     assert parse_bool(0, "f") is False
+    bad: object  # the bad inputs are of every JSON type
     for bad in (True, -1, 1.5, Decimal("1.5"), "x", None, 2**63, Decimal("1E+40")):
         with pytest.raises(DecodeError, match=r"^n: "):
             parse_int(bad, "n")

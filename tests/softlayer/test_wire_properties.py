@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.snapshot import INVOICE_STATUSES, INVOICE_TYPES, code_label
+from exporter.snapshot import INVOICE_STATUSES, INVOICE_TYPES, InvoiceSummary, code_label
 from exporter.wire import (
     CategoryAggregator,
     DecodeError,
@@ -208,6 +208,11 @@ def check_invoice(parsed: Any, wire: dict[str, Any]) -> None:
     assert parsed.item_count == oracle_int(wire["itemCount"])
 
 
+def pending_invoice(account: Any) -> InvoiceSummary | None:
+    """The open invoice of an account object, None when none is open."""
+    return parse_pending_invoice(account).invoice
+
+
 @PROPERTY_SETTINGS
 @given(mutated(ACCOUNT))
 def test_mutated_account_object_gives_right_numbers_or_decode_error(account: Any) -> None:
@@ -223,7 +228,7 @@ def test_mutated_account_object_gives_right_numbers_or_decode_error(account: Any
             account["nextInvoiceTotalOneTimeTaxAmount"]
         ) + oracle_decimal(account["nextInvoiceTotalRecurringTaxAmount"])
     for key, parse in (
-        ("pendingInvoice", lambda a: parse_pending_invoice(a).invoice),
+        ("pendingInvoice", pending_invoice),
         ("latestRecurringInvoice", parse_latest_recurring_invoice),
     ):
         try:
