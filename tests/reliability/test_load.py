@@ -121,7 +121,7 @@ async def test_200_scrapers_short(tmp_path: Path, sim: SimulatorServer, scenario
 async def test_200_scrapers_for_20_seconds(
     tmp_path: Path, sim: SimulatorServer, scenario: Scenario
 ) -> None:
-    """The issue's figure: 20 s of 200 concurrent scrapers while polls run, no failure."""
+    """The load target: 20 s of 200 concurrent scrapers while polls run, no failure."""
     await load(tmp_path, sim, scenario, 20.0)
 
 

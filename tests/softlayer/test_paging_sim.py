@@ -66,7 +66,7 @@ def served_window(snapshot: AccountSnapshot) -> dict[tuple[str, str], int]:
     return {k: v for k, v in snapshot.invoices.counts.items() if v}
 
 
-# -- the issue's own cases, one by one ------------------------------------------------------
+# -- the reported cases, one by one ----------------------------------------------------------
 
 
 async def test_item_cancelled_between_pages_is_never_mixed_up_with_another(
