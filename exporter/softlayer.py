@@ -10,20 +10,20 @@ One :class:`SoftLayerClient` serves one configured account over a shared
 - JSON numbers are decoded straight into :class:`~decimal.Decimal`;
 - list methods are paged with ``resultLimit=offset,limit`` and ``SoftLayer-Total-Items``; the
   remaining pages are fetched concurrently after the first; a page that answers
-  ``Internal Error`` (large accounts do) is split in halves and the smaller size remembered;
+  ``Internal Error`` (large accounts do) is split in halves and the smaller size remembered
+  (the walk and its proof of completeness: :mod:`exporter.paging`);
 - IAM bearer tokens are exchanged from the API key, re-exchanged before they expire and once
   more when the API reports them expired, and the call is then retried once.
 
-Failures raise :class:`SoftLayerError` with a :class:`ErrorReason`. Retries (exponential
-backoff, full jitter) happen only for reasons a retry can cure. No message ever contains
-an API key or token.
+Failures raise :class:`SoftLayerError` (:mod:`exporter.errors`) with a :class:`ErrorReason`.
+Retries (exponential backoff, full jitter) happen only for reasons a retry can cure. No
+message ever contains an API key or token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import json
 import random
 import time
@@ -37,9 +37,10 @@ import aiohttp
 from exporter import __version__
 from exporter.api_stats import ApiStats
 from exporter.config import AccountConfig, AuthMethod, Config
-from exporter.errors import RETRYABLE_REASONS, ErrorReason
+from exporter.errors import EXPIRED_BEARER_CODE, RETRYABLE_REASONS, ErrorReason, SoftLayerError
 from exporter.fieldlog import ClientLog, auth_hint
 from exporter.netdiag import describe, proxy_for
+from exporter.paging import Listing, Page, PageSizes, Query, Walk, as_list, row_ids
 from exporter.ratelimit import AdaptiveRate, RateLimiter
 
 __all__ = [
@@ -58,7 +59,6 @@ __all__ = [
 IAM_METHOD: Final = "iam_token"
 
 _RATE_LIMIT_CODE: Final = "SoftLayer_Exception_WebService_RateLimitExceeded"
-_EXPIRED_BEARER_CODE: Final = "SoftLayer_Exception_Account_Authentication_AccessTokenValidation"
 #: SoftLayer exception classes (the ``code`` of an error body) that name a defect of the
 #: request, whatever the HTTP status: matched as prefixes, most specific first.
 #: Mask: "Property 'x' not valid for 'SoftLayer_Hardware_Server'" (softlayer-python#1088).
@@ -78,107 +78,14 @@ _CODE_REASONS: Final = (
     ("SoftLayer_Exception_PermissionDenied", ErrorReason.PERMISSION),
     ("SoftLayer_Exception_User_Permission", ErrorReason.PERMISSION),
 )
-_INTERNAL_ERROR: Final = "internal error"
 _IAM_GRANT: Final = "urn:ibm:params:oauth:grant-type:apikey"
 #: Re-exchange an IAM token once this fraction of its lifetime has passed.
 _TOKEN_REFRESH_FRACTION: Final = 0.9
-#: Pages one walk may take: bounds a server that ignores the offset or whose total lies.
-_MAX_PAGES: Final = 10_000
-#: Clean walks after which a page size halved by a too-big-page error doubles again.
-_GROW_AFTER_CLEAN_WALKS: Final = 5
 _MAX_MESSAGE_CHARS: Final = 200
-#: Halve a page at most this many times (100 -> 12): a method that fails even then is down,
-#: and shrinking further would multiply the calls of every later cycle.
-_MAX_HALVINGS: Final = 3
 #: SoftLayer's rate-limit window: a request rejected for the rate is retried after it at least.
 _RATE_LIMIT_WINDOW_SECONDS: Final = 1.0
 #: Backoff doublings past which max_backoff has long been reached (2**62 x 1 ms > 100 years).
 _MAX_DOUBLINGS: Final = 62
-
-
-class SoftLayerError(Exception):
-    """A failed SoftLayer API (or IAM) request; ``str()`` is safe to log and export."""
-
-    def __init__(
-        self,
-        reason: ErrorReason,
-        message: str,
-        *,
-        method: str,
-        status: int | None = None,
-        code: str | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(f"{method}: {message}")
-        self.reason = reason
-        self.method = method
-        self.detail = message  # what went wrong, without where
-        self.status = status
-        self.code = code
-        self.hint = hint  # what an operator should check, for the field log
-
-    @property
-    def retryable(self) -> bool:
-        """True when repeating the same request may succeed."""
-        return self.reason in RETRYABLE_REASONS
-
-    @property
-    def token_expired(self) -> bool:
-        """True when the API rejected an IAM bearer token as expired."""
-        return self.code == _EXPIRED_BEARER_CODE
-
-    @property
-    def internal_error(self) -> bool:
-        """True for SoftLayer's ``Internal Error``, which usually means "asked too much"."""
-        return self.reason is ErrorReason.SERVER and _INTERNAL_ERROR in str(self).lower()
-
-    @property
-    def page_too_big(self) -> bool:
-        """True for answers that a smaller page may avoid: ``Internal Error`` or a timeout.
-
-        "usually the `Internal Error` messages from the API are because you are trying to
-        retrieve a lot of data with only one request" (softlayer-python#1124); SLDN's samples
-        page by 100 "to avoid limitSize or timeout errors".
-        """
-        return self.internal_error or self.reason is ErrorReason.TIMEOUT
-
-
-@dataclass(frozen=True, slots=True)
-class _Query:
-    """What to ask for, minus the page: service, method, mask and filter."""
-
-    service: str
-    method: str
-    mask: str | None
-    object_filter: Mapping[str, Any] | None
-    init_id: int | None = None  # the object a method runs on (an invoice's id), if any
-
-    @property
-    def path(self) -> str:
-        """``Service[/id]/method``, as the REST URL names it."""
-        on = "" if self.init_id is None else f"/{self.init_id}"
-        return f"{self.service}{on}/{self.method}"
-
-    @property
-    def key(self) -> str:
-        """``Service::method``, as SoftLayer names methods in its docs and errors."""
-        return f"{self.service}::{self.method}"
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One decoded response: the body and ``SoftLayer-Total-Items`` if sent."""
-
-    body: Any
-    total_items: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """What a complete walk saw: how many distinct rows, and the highest id among them."""
-
-    rows: int
-    last_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,14 +103,6 @@ def _reject_constant(name: str) -> Any:
 def _decode_json(raw: bytes) -> Any:
     # parse_float=Decimal: amounts such as 40.32 must never pass through binary floats.
     return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
-
-
-def _as_list(body: Any) -> list[Any]:
-    # Some list methods send a bare object instead of a one-element array; anything else
-    # is left for the parser to reject with a path-qualified DecodeError.
-    if isinstance(body, list):
-        return body
-    return [body]
 
 
 class SoftLayerClient:
@@ -231,16 +130,13 @@ class SoftLayerClient:
         self._stats = stats
         self._rng = rng or random.Random()  # noqa: S311  jitter, not cryptography
         self._clock = clock  # for token expiry only
-        self._min_page_size = max(1, config.page_size >> _MAX_HALVINGS)
         self._endpoint = account.endpoint.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=config.request_timeout_seconds)
         self._limiter = RateLimiter(config.max_requests_per_second)
         #: The rate this account is allowed now, adapted below ``max_requests_per_second``.
         self.rate = AdaptiveRate(self._limiter, config.max_requests_per_second)
         self._slots = asyncio.Semaphore(config.max_concurrent_requests)
-        self._page_sizes: dict[str, int] = {}  # Service::method -> page size, if halved
-        self._clean_walks: dict[str, int] = {}  # walks without a too-big page since halving
-        self._caps: dict[str, int] = {}  # Service::method -> rows the server serves at most
+        self._sizes = PageSizes(config.page_size)  # per method: halved, grown back, capped
         self._token: str | None = None
         self._token_refresh_at = 0.0
         self._token_lock = asyncio.Lock()
@@ -258,11 +154,11 @@ class SoftLayerClient:
 
     def page_size(self, service: str, method: str) -> int:
         """Return the page size of a method: configured, or halved after too-big pages."""
-        return self._page_sizes.get(f"{service}::{method}", self._config.page_size)
+        return self._sizes.page_size(f"{service}::{method}")
 
     def page_cap(self, service: str, method: str) -> int | None:
         """Return the most rows the server was seen to serve per page of a method, if capped."""
-        return self._caps.get(f"{service}::{method}")
+        return self._sizes.cap(f"{service}::{method}")
 
     async def call(
         self,
@@ -274,7 +170,7 @@ class SoftLayerClient:
         result_limit: tuple[int, int] | None = None,
     ) -> Page:
         """Make one API call, with retries; raises :class:`SoftLayerError`."""
-        return await self._request(_Query(service, method, mask, object_filter), result_limit)
+        return await self._request(Query(service, method, mask, object_filter), result_limit)
 
     async def fetch_pages(
         self,
@@ -310,15 +206,21 @@ class SoftLayerClient:
         Returns the rows ``consume`` counted as new and the highest id seen: together they
         identify the list as walked (see :meth:`tail`).
         """
-        query = _Query(service, method, mask, object_filter, init_id)
-        walk = _Walk(self, query, consume)
+        query = Query(service, method, mask, object_filter, init_id)
+        walk = Walk(
+            self._sizes,
+            self._page,
+            query,
+            consume,
+            concurrency=self._config.max_concurrent_requests,
+        )
         try:
             await walk.run()
         except SoftLayerError as err:
             if err.reason is ErrorReason.INCOMPLETE:
                 self._stats.record_error(self.account.name, ErrorReason.INCOMPLETE)
             raise
-        self._walk_done(query, walk.size_errors)
+        self._sizes.walk_done(query.key, walk.size_errors)
         last_ids = [s.last for s in walk.segments if s.last is not None]
         return Listing(rows=walk.distinct, last_id=max(last_ids, default=None))
 
@@ -339,7 +241,7 @@ class SoftLayerClient:
             service, method, mask="mask[id]", object_filter=object_filter, result_limit=limit
         )
         key = f"{service}::{method}"
-        return Tail(tuple(_row_ids(_as_list(page.body), key)), page.total_items)
+        return Tail(tuple(row_ids(as_list(page.body), key)), page.total_items)
 
     async def fetch_page(
         self,
@@ -359,63 +261,21 @@ class SoftLayerClient:
         page = await self.call(
             service, method, mask=mask, object_filter=object_filter, result_limit=(0, limit)
         )
-        rows = _as_list(page.body)
+        rows = as_list(page.body)
         if page.total_items is not None:
             return rows if page.total_items == len(rows) else None
-        cap = self._caps.get(f"{service}::{method}", limit)
+        cap = self._sizes.cap(f"{service}::{method}") or limit
         return rows if len(rows) < min(limit, cap) else None
 
-    # -- paging internals -----------------------------------------------------------
-
-    def _wire_limit(self, key: str) -> tuple[int, int]:
-        """``(resultLimit, overlap)`` of the next walk of a method (size and learned cap)."""
-        step = self._page_sizes.get(key, self._config.page_size)
-        overlap = _overlap(step)
-        limit = step + overlap
-        cap = self._caps.get(key)
-        if cap is not None and cap < limit:
-            limit = cap
-            overlap = min(overlap, max(0, cap - 1))
-        return limit, overlap
-
-    def _can_shrink(self, key: str) -> bool:
-        return self._page_sizes.get(key, self._config.page_size) > self._min_page_size
-
-    def _shrink(self, key: str) -> int:
-        """Halve a method's page after a too-big-page error; returns the new wire limit."""
-        step = self._page_sizes.get(key, self._config.page_size)
-        self._page_sizes[key] = max(self._min_page_size, step // 2)
-        self._clean_walks[key] = 0
-        return self._wire_limit(key)[0]
-
-    def _walk_done(self, query: _Query, size_errors: int) -> None:
-        """Grow a shrunken page size back after enough clean walks (the outage passed)."""
-        key = query.key
-        if size_errors:
-            self._clean_walks[key] = 0
-            return
-        step = self._page_sizes.get(key)
-        if step is None or step >= self._config.page_size:
-            return
-        self._clean_walks[key] = self._clean_walks.get(key, 0) + 1
-        if self._clean_walks[key] >= _GROW_AFTER_CLEAN_WALKS:
-            self._clean_walks[key] = 0
-            grown = min(self._config.page_size, step * 2)
-            if grown >= self._config.page_size:
-                del self._page_sizes[key]
-            else:
-                self._page_sizes[key] = grown
-
-    def _learn_cap(self, key: str, rows: int) -> None:
-        """Remember that the server answers at most ``rows`` rows per page of a method."""
-        if rows > 0:
-            self._caps[key] = min(rows, self._caps.get(key, rows))
+    async def _page(self, query: Query, window: tuple[int, int], splittable: bool) -> Page:
+        """One page of a walk (:data:`exporter.paging.RequestPage`)."""
+        return await self._request(query, window, split_on_size=splittable)
 
     # -- one request, with retries --------------------------------------------------
 
     async def _request(
         self,
-        query: _Query,
+        query: Query,
         result_limit: tuple[int, int] | None,
         *,
         split_on_size: bool = False,
@@ -480,7 +340,7 @@ class SoftLayerClient:
         return self._rng.uniform(0.0, ceiling)
 
     async def _attempt(
-        self, url: str, params: dict[str, str], query: _Query, *, attempt: int = 1
+        self, url: str, params: dict[str, str], query: Query, *, attempt: int = 1
     ) -> Page:
         label = query.key
         headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
@@ -727,7 +587,7 @@ def _classify(status: int, code: str | None) -> ErrorReason:
     )
     if code == _RATE_LIMIT_CODE or status == 429:
         reason = ErrorReason.RATE_LIMITED
-    elif code == _EXPIRED_BEARER_CODE or status == 401:
+    elif code == EXPIRED_BEARER_CODE or status == 401:
         reason = ErrorReason.AUTH
     elif by_code is not None:
         reason = by_code
@@ -757,265 +617,3 @@ def _token_lifetime(body: Mapping[str, Any]) -> float | None:
         if remaining > 0:
             return remaining
     return None
-
-
-# -- paging that proves completeness ----------------------------------------------------------
-
-
-def _overlap(step: int) -> int:
-    """Return how many rows each page re-reads from the one before (5 at the default 100).
-
-    A page then still meets the one before after up to that many - 1 rows before it were
-    removed while the list was walked.
-    """
-    return max(2, step // 20)
-
-
-def _pages_for(total: int, limit: int, step: int) -> int:
-    """Pages of ``limit`` rows, ``step`` apart, that cover ``total`` rows (at least one)."""
-    if total <= limit:
-        return 1
-    return 1 + -(-(total - limit) // step)
-
-
-def _row_ids(rows: list[Any], method: str) -> list[int]:
-    """Return the ``id`` of every row of a page (JSON integers, as SoftLayer sends them)."""
-    ids = []
-    for row in rows:
-        row_id = row.get("id") if isinstance(row, dict) else None
-        if isinstance(row_id, str) and row_id.isdigit():
-            row_id = int(row_id)  # some samples carry ids as strings; the parser accepts them
-        if isinstance(row_id, Decimal) and row_id == row_id.to_integral_value():
-            row_id = int(row_id)
-        if not isinstance(row_id, int) or isinstance(row_id, bool):
-            raise SoftLayerError(
-                ErrorReason.DECODE, "a list row without an integer id", method=method
-            )
-        ids.append(row_id)
-    return ids
-
-
-@dataclass(slots=True)
-class _Segment:
-    """What one page answer covered: where it started, what it asked and got, which ids."""
-
-    offset: int
-    limit: int
-    count: int
-    first: int | None  # smallest id (rows ascend by id)
-    last: int | None  # largest id
-    total: int | None  # its SoftLayer-Total-Items
-
-    @property
-    def proves_end(self) -> bool:
-        """Whether this page reached the end of the list as SoftLayer counted it then."""
-        return self.total is not None and self.offset + self.count >= self.total
-
-
-class _Walk:
-    """One walk over a paged list; see :meth:`SoftLayerClient.fetch_pages`."""
-
-    def __init__(
-        self, client: SoftLayerClient, query: _Query, consume: Callable[[list[Any]], object]
-    ) -> None:
-        self.client = client
-        self.query = query
-        self.key = query.key
-        self.consume = consume
-        self.segments: list[_Segment] = []
-        self.distinct = 0  # rows consume() had not seen, summed over the pages
-        self.counting = True  # consume() reports new rows
-        self.size_errors = 0
-
-    def incomplete(self, why: str) -> SoftLayerError:
-        """Build the error that fails this walk (the caller retries the list once)."""
-        return SoftLayerError(
-            ErrorReason.INCOMPLETE, f"list not proven complete: {why}", method=self.key
-        )
-
-    async def run(self) -> None:
-        """Walk the list: concurrently after a first page with a total, else one by one."""
-        limit, _ = self.client._wire_limit(self.key)
-        first, limit = await self.first_page(limit)
-        limit, overlap = self.client._wire_limit(self.key)  # the first page's, maybe halved
-        if first.total is not None and first.count < limit and not first.proves_end:
-            if first.count == 0:
-                raise self.incomplete(
-                    f"an empty first page, but SoftLayer-Total-Items says {first.total}"
-                )
-            # The server answers fewer rows than asked: step through at its size, now and
-            # in every later poll (the requested limit is not what it serves).
-            self.client._learn_cap(self.key, first.count)
-            limit, overlap = self.client._wire_limit(self.key)
-        if limit - overlap < 1 or (first.count and overlap < 1):
-            raise self.incomplete(f"pages of {limit} rows cannot overlap")
-        if first.total is None:
-            await self.sequential(first, limit, overlap)
-        else:
-            await self.concurrent(first, limit, limit - overlap)
-            self.verify()
-
-    async def fetch(self, offset: int, limit: int, *, splittable: bool) -> _Segment:
-        """One page: request, id order check, consume, record its segment."""
-        page = await self.client._request(self.query, (offset, limit), split_on_size=splittable)
-        rows = _as_list(page.body)
-        ids = _row_ids(rows, self.key)
-        if any(later <= earlier for earlier, later in itertools.pairwise(ids)):
-            raise self.incomplete("a page not in ascending id order")
-        new = self.consume(rows)
-        if isinstance(new, int) and not isinstance(new, bool):
-            self.distinct += new
-        else:
-            self.counting = False
-        segment = _Segment(
-            offset, limit, len(rows), ids[0] if ids else None, ids[-1] if ids else None,
-            page.total_items,
-        )  # fmt: skip
-        self.segments.append(segment)
-        return segment
-
-    async def first_page(self, limit: int) -> tuple[_Segment, int]:
-        """Page one, halving the page while SoftLayer says it is too big (and it can)."""
-        while True:
-            splittable = self.client._can_shrink(self.key)
-            try:
-                return await self.fetch(0, limit, splittable=splittable), limit
-            except SoftLayerError as err:
-                if not (splittable and err.page_too_big):
-                    raise
-                self.size_errors += 1
-                limit = self.client._shrink(self.key)
-
-    async def page(self, offset: int, limit: int) -> list[_Segment]:
-        """Fetch a later page; too big, it comes as two overlapping halves (recursively)."""
-        splittable = self.client._can_shrink(self.key) and limit >= 4
-        try:
-            segment = await self.fetch(offset, limit, splittable=splittable)
-        except SoftLayerError as err:
-            if not (splittable and err.page_too_big):
-                raise
-            self.size_errors += 1
-            half = limit // 2
-            if self.client.page_size(*self.key.split("::")) > half:
-                self.client._shrink(self.key)  # once per size, not once per page in flight
-            overlap = min(_overlap(half), half - 1)
-            head = await self.page(offset, half + overlap)
-            return head + await self.page(offset + half, limit - half)
-        self.check(segment)
-        return [segment]
-
-    def check(self, segment: _Segment) -> None:
-        """Fail on a short page that is not the end: a page cap, or a total that lies."""
-        if segment.proves_end or segment.count >= segment.limit:
-            return
-        if segment.total is None:
-            raise self.incomplete(
-                f"a short page ({segment.count} of {segment.limit} rows) without "
-                "SoftLayer-Total-Items"
-            )
-        self.client._learn_cap(self.key, segment.count)  # if a cap, page at it next time
-        raise self.incomplete(
-            f"{segment.count} of {segment.limit} rows at offset {segment.offset} while "
-            f"SoftLayer-Total-Items says {segment.total} (a page cap or a wrong total)"
-        )
-
-    async def concurrent(self, first: _Segment, limit: int, step: int) -> None:
-        """Pages ``step`` apart, fetched by a few workers, until one proves the end."""
-        if first.proves_end:
-            return
-        assert first.total is not None  # noqa: S101  (run() only comes here with a total)
-        planned = _pages_for(first.total, limit, step)
-        next_index = 1
-        end_index: int | None = None
-
-        def take() -> int | None:
-            nonlocal next_index
-            if next_index >= planned or (end_index is not None and next_index > end_index):
-                return None
-            if next_index > _MAX_PAGES:
-                raise self.incomplete(f"more than {_MAX_PAGES} pages")
-            index, next_index = next_index, next_index + 1
-            return index
-
-        async def worker() -> None:
-            nonlocal planned, end_index
-            while (index := take()) is not None:
-                segments = await self.page(index * step, limit)
-                totals = [s.total for s in segments if s.total is not None]
-                if any(s.proves_end for s in segments):
-                    end_index = index if end_index is None else min(end_index, index)
-                elif index == planned - 1:
-                    planned += 1  # longer than announced (it grew): walk on
-                if totals:
-                    planned = max(planned, _pages_for(max(totals), limit, step))
-
-        workers = min(self.client._config.max_concurrent_requests, planned - 1)
-        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
-        try:
-            for next_done in asyncio.as_completed(tasks):
-                await next_done
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    def verify(self) -> None:
-        """Check the pages chain by id up to one that proves the end, and the count adds up."""
-        segments = sorted(self.segments, key=lambda s: (s.offset, -s.limit))
-        end = next((i for i, s in enumerate(segments) if s.proves_end), None)
-        if end is None:
-            raise self.incomplete("no page reached the total SoftLayer-Total-Items announced")
-        chain = segments[: end + 1]
-        if len(chain) > 1 and chain[-1].count == 0 and not chain[-2].proves_end:
-            # An empty last page says the list ended before its offset when it was read, but
-            # rows after the page before may have moved below that offset meanwhile.
-            raise self.incomplete(
-                f"an empty page at offset {chain[-1].offset} after a full one (the list "
-                "shrank while walked)"
-            )
-        for before, after in itertools.pairwise(chain):
-            if before.count == 0 or before.last is None:
-                raise self.incomplete(f"an empty page at offset {before.offset} before the end")
-            if after.first is not None and after.first > before.last:
-                raise self.incomplete(
-                    f"rows may be missing between ids {before.last} and {after.first} (the "
-                    "list changed more than the page overlap between two pages)"
-                )
-        totals = {s.total for s in self.segments}
-        if self.counting and len(totals) == 1:
-            (total,) = totals
-            if total is not None and self.distinct != total:
-                raise self.incomplete(
-                    f"{self.distinct} distinct rows, but SoftLayer-Total-Items says {total}"
-                )
-
-    async def sequential(self, first: _Segment, limit: int, overlap: int) -> None:
-        """Without SoftLayer-Total-Items: page on until a short page brings nothing new.
-
-        Each page starts ``overlap`` rows (at least one, fewer than the page before had)
-        before the previous page's end, so it must begin with a row already seen. New rows get
-        higher ids (softlayer-api.md section 8.6): a page that re-reads seen rows, brings no
-        id past the last one and comes back short is the end of the list as it was then. An
-        empty page, or one starting past the last id seen, means rows moved: incomplete.
-        """
-        previous = first
-        for _ in range(_MAX_PAGES):
-            if previous.count == 0 or previous.last is None:
-                return  # only the first page can be empty here: an empty list
-            reread = max(1, min(overlap, previous.count - 1))
-            segment = await self.fetch(
-                previous.offset + previous.count - reread, limit, splittable=False
-            )
-            if segment.count == 0 or segment.first is None or segment.last is None:
-                raise self.incomplete(
-                    f"an empty page at offset {segment.offset}, where rows seen before were "
-                    "expected (the list shrank while walked)"
-                )
-            if segment.first > previous.last:
-                raise self.incomplete(
-                    f"rows may be missing between ids {previous.last} and {segment.first}"
-                )
-            if segment.last <= previous.last and segment.count < limit:
-                return
-            previous = segment
-        raise self.incomplete(f"more than {_MAX_PAGES} pages without an end")
