@@ -305,9 +305,8 @@ class InvoiceHistorySource:
         deferred walk starts then (without it, or without ``defer``, the walk is inline).
         Raises the error of a background walk that failed since the last poll.
         """
-        defer = self._defer and ended is not None
-        if defer:
-            assert ended is not None  # noqa: S101  (narrowing for mypy)
+        ended = ended if self._defer else None  # None: the walk is inline
+        if ended is not None:
             self._take_walk(client, ended)
         fresh = now - self._fetched_at < HISTORY_MAX_AGE_SECONDS
         if self._history is not None and latest_known and fresh and latest == self._fetched_for:
@@ -322,8 +321,7 @@ class InvoiceHistorySource:
             if self._cached is not None and self._cached[0] == key:
                 self._cancel_walk()
                 categories: InvoiceCategories | None = self._cached[1]
-            elif defer:
-                assert ended is not None  # noqa: S101  (narrowing for mypy)
+            elif ended is not None:
                 self._start_walk(client, ended, key)
                 categories = None  # absent until walked: never the previous invoice's
             else:
