@@ -34,7 +34,14 @@ from exporter.snapshot import (
     assemble,
 )
 from exporter.softlayer import ErrorReason, SoftLayerClient
-from exporter.sources import FETCHERS, AccountSources, PollContext, SourceFetcher, failed
+from exporter.sources import (
+    FETCHERS,
+    AccountSources,
+    BackgroundWork,
+    PollContext,
+    SourceFetcher,
+    failed,
+)
 from exporter.wire import project_breakdown
 
 __all__ = ["AccountPoller", "Clock"]
@@ -61,16 +68,18 @@ class AccountPoller:
         clock: Clock,
         *,
         previous: AccountSnapshot | None = None,
+        defer_invoice_lines: bool = False,
     ) -> None:
         self.account = account
         self.client = client
         self._stats = stats
         self._clock = clock
         self.deadline = config.poll_timeout_of(account)
-        sources = AccountSources(account, config, client)
+        sources = AccountSources(account, config, client, defer_invoice_lines=defer_invoice_lines)
         self._fetchers: list[SourceFetcher] = [
             fetcher for create in FETCHERS if (fetcher := create(sources)) is not None
         ]
+        self._background = [f for f in self._fetchers if isinstance(f, BackgroundWork)]
         self._reported_codes: set[tuple[str, str]] = set()
         # A poller started by a configuration reload continues from the served snapshot, so a
         # source that fails on its first poll keeps the data already served.
@@ -81,7 +90,10 @@ class AccountPoller:
         started = time.monotonic()
         poll = PollContext(now=self._clock(), stats=self._stats)
         requests_before = self.client.api_requests
-        outcomes, timed_out = await self._run(poll)
+        try:
+            outcomes, timed_out = await self._run(poll)
+        finally:
+            poll.ended.set()  # background work started by this poll may begin
         outcomes = self._forecast(outcomes, poll)
         snapshot = assemble(
             self.snapshot,
@@ -96,6 +108,15 @@ class AccountPoller:
             poll.notes["deadline_seconds"] = self.deadline
         self._log(snapshot, outcomes, poll, self.client.api_requests - requests_before)
         return snapshot
+
+    async def settled(self) -> None:
+        """Wait until the fetchers' background work has ended (between polls)."""
+        for fetcher in self._background:
+            await fetcher.settled()
+
+    async def aclose(self) -> None:
+        """Cancel the fetchers' background work and wait for it to end."""
+        await asyncio.gather(*(fetcher.aclose() for fetcher in self._background))
 
     async def _run(self, poll: PollContext) -> tuple[list[Outcome], bool]:
         """Run the fetchers concurrently until all end or the deadline passes."""

@@ -389,7 +389,8 @@ async def serve(
     if after != before:
         _log.info("open_files_limit_raised", soft_before=before, soft_after=after)
     state = ExporterState(tuple(a.name for a in config.accounts))
-    poller = _Reloadable(Poller(config, state))
+    # Serving: the latest invoice's lines are walked after the poll (exporter.poller).
+    poller = _Reloadable(Poller(config, state, defer_invoice_lines=True))
     exposition = Exposition(state, poller.current.api_stats, config)
     app = create_app(
         state, exposition, poller=poller, web_config=web_config, max_requests=max_requests
@@ -476,7 +477,7 @@ async def _reload(
             }
         )
         exposition.reconfigure(config)
-        return Poller(config, state, api_stats=poller.current.api_stats)
+        return Poller(config, state, api_stats=poller.current.api_stats, defer_invoice_lines=True)
 
     await poller.replace(switch)
     _log.info(

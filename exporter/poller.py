@@ -31,6 +31,13 @@ thus poll in simulated time, e.g. against the simulator's billing clock
             scenario.advance(timedelta(hours=1))  # the simulated month moves on
             await poller.poll_once()  # one poll per account, stamped with simulated time
         await poller.aclose()
+
+The latest recurring invoice's lines (source ``invoice_history``) are walked inside the poll
+that first sees the invoice, so one poll gives complete figures (``--once``, tests, the
+library). ``Poller(..., defer_invoice_lines=True)`` (the serving daemon) walks them in the
+background once that poll has ended instead, and the next poll publishes them
+(:mod:`exporter.finops.history`): the poll after a start or an anniversary then costs what it
+cost before that source existed. :meth:`Poller.settled` waits for such walks.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ class Poller:
         rng: random.Random | None = None,
         clock: Clock = time.time,
         api_stats: ApiStats | None = None,
+        defer_invoice_lines: bool = False,
     ) -> None:
         self.config = config
         self.state = state
@@ -77,6 +85,7 @@ class Poller:
         self.api_stats = api_stats if api_stats is not None else ApiStats()
         self.clock = clock  # every "now" of the polls (see the module docstring)
         self._rng = rng or random.Random()  # noqa: S311  jitter, not cryptography
+        self._defer_invoice_lines = defer_invoice_lines
         self._session: aiohttp.ClientSession | None = None
         self._accounts: list[AccountPoller] = []
         self._polled: set[str] = set()  # accounts whose first poll has ended
@@ -93,6 +102,7 @@ class Poller:
                     self.clock,
                     # Continue from what is served: a failed source keeps that data.
                     previous=self.state.accounts.get(account.name),
+                    defer_invoice_lines=self._defer_invoice_lines,
                 )
                 for account in self.config.accounts
             ]
@@ -163,7 +173,16 @@ class Poller:
             self.state.first_cycle_done = True
         return snapshot.up
 
+    async def settled(self) -> None:
+        """Wait until every account's background work (deferred line walks) has ended.
+
+        Call it between polls (tests, benchmarks): a walk starts when its poll has ended.
+        """
+        await asyncio.gather(*(poller.settled() for poller in self._accounts))
+
     async def aclose(self) -> None:
-        """Close the HTTP session; the poller cannot poll afterwards."""
+        """Stop background work, then close the HTTP session; the poller cannot poll afterwards."""
+        # Cancelled before the session closes, so that no walk fails on a closed session.
+        await asyncio.gather(*(poller.aclose() for poller in self._accounts))
         if self._session is not None:
             await self._session.close()

@@ -13,6 +13,11 @@ module whose ``create(account)`` returns ``None`` when the account switched all 
 sources off, and its ``create`` in :data:`FETCHERS`. Fetchers of one poll run concurrently;
 one that needs the account object awaits :meth:`PollContext.account_summary`.
 
+A fetcher may also work between polls (the deferred walk of :class:`InvoiceHistoryFetcher`);
+it then also implements :class:`BackgroundWork`, whose ``settled`` and ``aclose`` the poller
+calls. Background work waits for :attr:`PollContext.ended`, so it never competes with a poll
+that started it for the rate limit.
+
 SoftLayer calls per poll (``P`` = ``page_size``, ``W(n)`` pages for ``n`` rows, see
 docs/metrics.md): the account object, one ``getObject``; the items, one ``tail`` request
 and, only when :func:`exporter.steady.plan_items` says so, a walk of ``W(N)`` pages plus one
@@ -27,7 +32,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
 
 import structlog
 
@@ -77,6 +82,7 @@ __all__ = [
     "FETCHERS",
     "AccountObject",
     "AccountSources",
+    "BackgroundWork",
     "FetcherFactory",
     "InvoiceHistoryFetcher",
     "InvoiceWindowSource",
@@ -110,6 +116,8 @@ class AccountSources:
     account: AccountConfig
     config: Config
     client: SoftLayerClient
+    #: Walk the latest invoice's lines after the poll instead of inside it (serving).
+    defer_invoice_lines: bool = False
 
     def polls(self, source: Source) -> bool:
         """Whether the account polls ``source`` (not switched off in ``sources:``)."""
@@ -163,6 +171,8 @@ class PollContext:
     latest_recurring_invoice: Handoff[InvoiceSummary | Failed | None] = field(
         default_factory=Handoff
     )
+    #: Set when the poll has ended, however (deadline and cancellation included).
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     def note(self, key: str, source: Source, value: str) -> None:
         """Add ``value`` under ``source`` to the poll event's field ``key``."""
@@ -191,6 +201,17 @@ class SourceFetcher(Protocol):
 
     async def fetch(self, poll: PollContext) -> list[Outcome]:
         """One outcome per source in :attr:`sources`; never raises for a failed request."""
+
+
+@runtime_checkable
+class BackgroundWork(Protocol):
+    """A fetcher that also works between polls; its results reach the next poll's outcomes."""
+
+    async def settled(self) -> None:
+        """Wait until the background work started so far has ended (between polls)."""
+
+    async def aclose(self) -> None:
+        """Cancel the background work and wait for it; called before the session closes."""
 
 
 FetcherFactory = Callable[[AccountSources], SourceFetcher | None]
@@ -645,7 +666,9 @@ class InvoiceHistoryFetcher:
 
     Asks SoftLayer only when this poll's latest recurring invoice differs from the one the
     history was fetched for, and every 6 hours (:class:`exporter.finops.history.
-    InvoiceHistorySource`): a steady poll makes no request for it.
+    InvoiceHistorySource`): a steady poll makes no request for it. With
+    ``defer_invoice_lines`` a new latest invoice's lines are walked after the poll
+    (:class:`BackgroundWork`).
     """
 
     sources: Final = (Source.INVOICE_HISTORY,)
@@ -653,7 +676,9 @@ class InvoiceHistoryFetcher:
     def __init__(self, ctx: AccountSources) -> None:
         self._ctx = ctx
         self._history = InvoiceHistorySource(
-            ctx.config.invoice_history_months, ctx.config.top_categories
+            ctx.config.invoice_history_months,
+            ctx.config.top_categories,
+            defer=ctx.defer_invoice_lines,
         )
 
     @classmethod
@@ -672,6 +697,7 @@ class InvoiceHistoryFetcher:
                 poll.now,
                 None if isinstance(latest, Failed) else latest,
                 latest_known=known,
+                ended=poll.ended,
             )
         except DecodeError as exc:
             poll.stats.record_error(ctx.account.name, ErrorReason.DECODE)
@@ -681,6 +707,14 @@ class InvoiceHistoryFetcher:
         except Exception as exc:
             return [_crashed(ctx.account, source, exc)]
         return [Fetched(source, history, AccountSnapshot.with_history)]
+
+    async def settled(self) -> None:
+        """Wait for a background walk of the latest invoice's lines, if one is in flight."""
+        await self._history.settled()
+
+    async def aclose(self) -> None:
+        """Cancel a background walk and wait for it."""
+        await self._history.aclose()
 
 
 #: Every fetcher the poller builds for an account, in the order their outcomes are listed.

@@ -22,6 +22,15 @@ restart forgets it: the first poll after a start walks the latest invoice once m
 costs one request when the latest invoice changed (cut, paid, closed) and every 6 hours, so a
 steady poll makes no request for this source.
 
+**Deferred walk** (``defer=True``, the serving daemon): the walk would triple the poll that
+first sees an invoice (after a start and after each anniversary), so instead that poll
+publishes the history without the latest invoice's categories (absent, never the previous
+invoice's under the new label) and one background task walks the lines once the poll has
+ended, in the idle time before the next. The next poll takes the result into the cache and
+publishes it; a failed walk fails that poll's source with the walk's error (the last good
+history stays served) and is started again after it. Without ``defer`` (``--once``, tests,
+the library) the walk happens inside the poll, so one poll gives complete figures.
+
 SoftLayer ignores a filter it cannot apply and would then send the account's oldest invoices
 of any type (softlayer-api.md section 5 item 10): the answer is checked to be RECURRING
 invoices, newest first, and refused (``decode``) otherwise.
@@ -29,9 +38,11 @@ invoices, newest first, and refused (``decode``) otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import decimal
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Final
 
@@ -242,6 +253,14 @@ def _cache_key(invoice: InvoiceSummary) -> tuple[int, int, Decimal, Decimal]:
 HISTORY_MAX_AGE_SECONDS: Final = 6 * 3600.0
 
 
+@dataclass(frozen=True, slots=True)
+class _LineWalk:
+    """A background walk of one invoice's lines (deferred mode)."""
+
+    key: tuple[int, int, Decimal, Decimal]
+    task: asyncio.Task[InvoiceCategories]
+
+
 class InvoiceHistorySource:
     """Source ``invoice_history`` of one account.
 
@@ -251,15 +270,24 @@ class InvoiceHistorySource:
     unchanged, the history is what it was: no request, until :data:`HISTORY_MAX_AGE_SECONDS`
     have passed (an older invoice paid late shows by then). A new invoice, a payment or a
     status change of the latest one fetches the list again in the same poll.
+
+    With ``defer`` the breakdown of a new latest invoice is walked in the background after
+    the poll instead (see the module docstring): at most one walk at a time, a newer latest
+    invoice cancels the walk of an older one; :meth:`settled` waits for it, :meth:`aclose`
+    cancels it.
     """
 
-    def __init__(self, months: int, top_categories: int) -> None:
+    def __init__(self, months: int, top_categories: int, *, defer: bool = False) -> None:
         self._months = max(1, months)
         self._top_categories = top_categories
+        self._defer = defer
         self._cached: tuple[tuple[int, int, Decimal, Decimal], InvoiceCategories] | None = None
         self._history: InvoiceHistory | None = None
         self._fetched_for: InvoiceSummary | None = None
         self._fetched_at = -math.inf
+        self._walk: _LineWalk | None = None
+        # Every walk task not yet awaited to its end, cancelled ones included (aclose).
+        self._tasks: set[asyncio.Task[InvoiceCategories]] = set()
 
     async def poll(
         self,
@@ -268,28 +296,113 @@ class InvoiceHistorySource:
         latest: InvoiceSummary | None,
         *,
         latest_known: bool = True,
+        ended: asyncio.Event | None = None,
     ) -> InvoiceHistory:
         """Return the history, fetching what may have changed (see the class docstring).
 
         ``latest_known`` is False when this poll's account object failed: then the list is
-        fetched whatever the cache says.
+        fetched whatever the cache says. ``ended`` is set when this poll has ended: a
+        deferred walk starts then (without it, or without ``defer``, the walk is inline).
+        Raises the error of a background walk that failed since the last poll.
         """
+        ended = ended if self._defer else None  # None: the walk is inline
+        if ended is not None:
+            self._take_walk(client, ended)
         fresh = now - self._fetched_at < HISTORY_MAX_AGE_SECONDS
         if self._history is not None and latest_known and fresh and latest == self._fetched_for:
             return self._history
         invoices = await fetch_recurring_invoices(client, self._months)
         if not invoices:
+            self._cancel_walk()
             history = InvoiceHistory(invoices=(), latest_categories=None)
         else:
             newest = invoices[0].invoice
             key = _cache_key(newest)
-            if self._cached is None or self._cached[0] != key:
+            if self._cached is not None and self._cached[0] == key:
+                self._cancel_walk()
+                categories: InvoiceCategories | None = self._cached[1]
+            elif ended is not None:
+                self._start_walk(client, ended, key)
+                categories = None  # absent until walked: never the previous invoice's
+            else:
                 categories = await fetch_invoice_categories(
                     client, newest.invoice_id, self._top_categories
                 )
                 self._cached = (key, categories)
-            history = InvoiceHistory(invoices=invoices, latest_categories=self._cached[1])
+            history = InvoiceHistory(invoices=invoices, latest_categories=categories)
         self._history = history
         self._fetched_for = latest if latest_known else None
         self._fetched_at = now
         return history
+
+    def _take_walk(self, client: SoftLayerClient, ended: asyncio.Event) -> None:
+        """Take a finished background walk into the cache; raise its error if it failed.
+
+        A failed walk is started again once this poll has ended.
+        """
+        walk = self._walk
+        if walk is None or not walk.task.done():
+            return
+        self._walk = None
+        if walk.task.cancelled():  # not by us (we drop what we cancel): walk again
+            self._start_walk(client, ended, walk.key)
+            return
+        exc = walk.task.exception()
+        if exc is not None:
+            self._start_walk(client, ended, walk.key)
+            raise exc
+        categories = walk.task.result()
+        self._cached = (walk.key, categories)
+        history = self._history
+        newest = history.invoices[0].invoice if history is not None and history.invoices else None
+        if history is not None and newest is not None and _cache_key(newest) == walk.key:
+            self._history = replace(history, latest_categories=categories)
+
+    def _start_walk(
+        self,
+        client: SoftLayerClient,
+        ended: asyncio.Event,
+        key: tuple[int, int, Decimal, Decimal],
+    ) -> None:
+        """Walk invoice ``key``'s lines once the poll has ended, unless already walking it."""
+        if self._walk is not None:
+            if self._walk.key == key:
+                return  # never two walks of one invoice
+            self._cancel_walk()  # a newer latest invoice replaces the older one's walk
+        task = asyncio.create_task(
+            self._walk_after(client, ended, key[0]), name=f"invoice {key[0]} lines"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._walk = _LineWalk(key, task)
+
+    async def _walk_after(
+        self, client: SoftLayerClient, ended: asyncio.Event, invoice_id: int
+    ) -> InvoiceCategories:
+        await ended.wait()  # the idle time after the poll, not inside it
+        return await fetch_invoice_categories(client, invoice_id, self._top_categories)
+
+    def _cancel_walk(self) -> None:
+        walk, self._walk = self._walk, None
+        if walk is None:
+            return
+        if walk.task.done() and not walk.task.cancelled():
+            walk.task.exception()  # ended meanwhile: its result is of no use, mark it seen
+        walk.task.cancel()
+
+    async def settled(self) -> None:
+        """Wait until no background walk is in flight (its result is taken by the next poll).
+
+        Call it between polls: a walk waits for the end of the poll that started it.
+        """
+        while self._walk is not None and not self._walk.task.done():
+            await asyncio.wait([self._walk.task])
+
+    async def aclose(self) -> None:
+        """Cancel any background walk and wait for it to end (before the session closes)."""
+        self._walk = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        # return_exceptions: a walk's error is of no interest once the poller closes.
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,13 +1,17 @@
-"""Source invoice_history: the recurring invoices each poll, the latest by category once."""
+"""Source invoice_history: the recurring invoices each poll, the latest by category once
+(inside the poll, or after it when serving)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import gc
+from collections.abc import AsyncIterator, MutableMapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from exporter.finops.history import InvoiceCategoryAggregator, parse_recurring_invoices
 from exporter.metrics import build_registry
@@ -339,4 +343,151 @@ async def test_datacenters_and_top_items_accrue_between_walks(
         ]
         assert grown, "no hourly datacenter total grew: the scenario needs hourly items"
     finally:
+        await poller.aclose()
+
+
+def line_pages(scenario: Scenario, page_size: int) -> int:
+    """getInvoiceTopLevelItems requests of one walk of every account's latest invoice."""
+    latest = [scenario.truth(a.id).latest_recurring_invoice for a in scenario.accounts]
+    return sum(-(-inv.top_level_item_count // page_size) for inv in latest if inv)
+
+
+def lines_inside_polls(events: list[MutableMapping[str, Any]]) -> int:
+    """getInvoiceTopLevelItems requests an account made before its poll event (in its poll)."""
+    polled: set[str] = set()
+    count = 0
+    for event in events:
+        if event["event"] == "poll":
+            polled.add(event["account"])
+        elif event["event"] == "api_request" and event["method"] == LINES.split("::")[1]:
+            count += event["account"] not in polled
+    assert polled, "no poll event captured"
+    assert any(e["event"] == "api_request" for e in events), "no request log captured"
+    return count
+
+
+def assert_no_latest_categories(poller: Poller) -> None:
+    for name in ("acct0", "acct1"):
+        history = poller.state.accounts[name].history
+        assert history is not None
+        assert history.invoices
+        assert history.latest_categories is None
+    assert not any(s[0].startswith("softlayer_invoice_category_") for s in finops_series(poller))
+
+
+async def test_deferred_lines_are_walked_after_the_poll_and_published_by_the_next(
+    sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """Serving mode: the poll that first sees an invoice walks no lines and publishes the
+    history without its categories; the walk runs once after it; the next poll publishes
+    the categories as the truth says without walking; the same after the anniversary."""
+    config = make_config(sim, scenario, page_size=25)
+    poller = Poller(
+        config,
+        ExporterState(("acct0", "acct1")),
+        clock=scenario.clock.time,
+        defer_invoice_lines=True,
+    )
+    try:
+        for step in ("start", "anniversary"):
+            if step == "anniversary":
+                before = [scenario.truth(a.id) for a in scenario.accounts]
+                scenario.advance_to(max(t.cycle_end for t in before) + timedelta(hours=1))
+            sim.reset_stats()
+            with structlog.testing.capture_logs() as events:
+                assert await poller.poll_once()
+            # An account's walk may begin while another account still polls.
+            assert lines_inside_polls(events) == 0, step
+            assert_no_latest_categories(poller)
+
+            await poller.settled()
+            assert sim.stats.requests[LINES] == line_pages(scenario, 25), step
+
+            sim.reset_stats()
+            assert await poller.poll_once()
+            assert sim.stats.requests[LINES] == 0, step
+            assert_finops_match_truth(poller, scenario)
+    finally:
+        await poller.aclose()
+
+
+async def test_a_failed_deferred_walk_fails_the_next_poll_and_is_walked_again(
+    sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """A deferred walk refused with a permission error: the next poll reports invoice_history
+    down (reason permission) and keeps the history served; the walk is started again after
+    that poll and, the fault cleared, the poll after it publishes the truth."""
+    acct = scenario.accounts[0]
+    config = make_config(sim, scenario)
+    poller = Poller(
+        config,
+        ExporterState(("acct0", "acct1")),
+        clock=scenario.clock.time,
+        defer_invoice_lines=True,
+    )
+    try:
+        sim.add_fault(FaultRule(kind=FaultKind.PERMISSION_DENIED, method=LINES, account_id=acct.id))
+        assert await poller.poll_once()
+        served = poller.state.accounts["acct0"].history
+        assert served is not None
+        await poller.settled()
+        sim.clear_faults()
+
+        sim.reset_stats()
+        with structlog.testing.capture_logs() as events:
+            assert await poller.poll_once() is False
+        snapshot = poller.state.accounts["acct0"]
+        status = snapshot.sources[Source.INVOICE_HISTORY]
+        assert (status.up, status.last_error_reason) == (False, "permission")
+        assert snapshot.history == served
+        assert all(
+            s.up for source, s in snapshot.sources.items() if source is not Source.INVOICE_HISTORY
+        )
+        assert poller.state.accounts["acct1"].up
+        assert lines_inside_polls(events) == 0  # the walk again waits for the poll's end
+
+        await poller.settled()
+        assert sim.stats.requests[LINES] > 0
+        assert await poller.poll_once()
+        assert_finops_match_truth(poller, scenario)
+    finally:
+        await poller.aclose()
+
+
+async def test_aclose_with_a_deferred_walk_in_flight_leaves_no_task_and_logs_no_error(
+    sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """aclose() during a background walk (its next page hanging): the walk is cancelled and
+    awaited before the session closes; no task stays pending, no error is logged and the
+    event loop reports no unretrieved exception."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    acct = scenario.accounts[0]
+    config = make_config(sim, scenario, page_size=25)
+    poller = Poller(
+        config,
+        ExporterState(("acct0", "acct1")),
+        clock=scenario.clock.time,
+        defer_invoice_lines=True,
+    )
+    hang = FaultRule(kind=FaultKind.HANG, method=LINES, account_id=acct.id)
+    hook = sim.mutate_after_pages(
+        1, lambda _: sim.add_fault(hang), method=LINES, account_id=acct.id
+    )
+    try:
+        with structlog.testing.capture_logs() as events:
+            assert await poller.poll_once()
+            await hook.fired.wait()  # a page served, the next ones hang: the walk is in flight
+            walks = [t for t in asyncio.all_tasks() if t.get_name().endswith(" lines")]
+            assert walks
+            assert not any(t.done() for t in walks)
+            await poller.aclose()
+            assert all(t.cancelled() for t in walks)
+            assert not [t for t in asyncio.all_tasks() if t.get_name().endswith(" lines")]
+        gc.collect()
+        assert not [e for e in events if e["log_level"] in ("error", "critical", "exception")]
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)
         await poller.aclose()
