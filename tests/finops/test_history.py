@@ -491,3 +491,35 @@ async def test_aclose_with_a_deferred_walk_in_flight_leaves_no_task_and_logs_no_
     finally:
         loop.set_exception_handler(None)
         await poller.aclose()
+
+
+async def test_a_newer_latest_invoice_cancels_the_walk_of_the_older_one(
+    sim: SimulatorServer, scenario: Scenario
+) -> None:
+    """Serving mode: while the walk of the latest invoice's lines hangs, the anniversary cuts
+    a newer one; the next poll cancels the older walk and starts the newer one's."""
+    acct = scenario.accounts[0]
+    poller = serving_poller(make_config(sim, scenario, page_size=25), scenario)
+
+    def walk_of(invoice_id: int) -> asyncio.Task[Any]:
+        (task,) = [t for t in asyncio.all_tasks() if t.get_name() == f"invoice {invoice_id} lines"]
+        return task
+
+    try:
+        sim.add_fault(FaultRule(kind=FaultKind.HANG, method=LINES, account_id=acct.id))
+        assert await poller.poll_once()
+        older = scenario.truth(acct.id).latest_recurring_invoice
+        assert older is not None
+        older_walk = walk_of(older.id)
+        scenario.advance_to(scenario.truth(acct.id).cycle_end + timedelta(hours=1))
+        await poller.poll_once()
+        newer = scenario.truth(acct.id).latest_recurring_invoice
+        assert newer is not None
+        assert newer.id != older.id
+        # It ends (the deadline only bounds a failure): cancelled, not walked to the end.
+        done, _ = await asyncio.wait([older_walk], timeout=30)
+        assert older_walk in done
+        assert older_walk.cancelled()
+        assert not walk_of(newer.id).done()
+    finally:
+        await poller.aclose()
