@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiohttp
 
@@ -42,6 +42,8 @@ from exporter.fieldlog import ClientLog, auth_hint
 from exporter.netdiag import describe, proxy_for
 from exporter.paging import Listing, Page, PageSizes, Query, Walk, as_list, row_ids
 from exporter.ratelimit import AdaptiveRate, RateLimiter
+
+_T = TypeVar("_T")
 
 __all__ = [
     "IAM_METHOD",
@@ -84,6 +86,9 @@ _TOKEN_REFRESH_FRACTION: Final = 0.9
 _MAX_MESSAGE_CHARS: Final = 200
 #: SoftLayer's rate-limit window: a request rejected for the rate is retried after it at least.
 _RATE_LIMIT_WINDOW_SECONDS: Final = 1.0
+#: Walks of one list by :meth:`SoftLayerClient.walk_list`: one more when the first cannot
+#: prove it saw every row.
+_WALKS_PER_LIST: Final = 2
 #: Backoff doublings past which max_backoff has long been reached (2**62 x 1 ms > 100 years).
 _MAX_DOUBLINGS: Final = 62
 
@@ -223,6 +228,45 @@ class SoftLayerClient:
         self._sizes.walk_done(query.key, walk.size_errors)
         last_ids = [s.last for s in walk.segments if s.last is not None]
         return Listing(rows=walk.distinct, last_id=max(last_ids, default=None))
+
+    async def walk_list(
+        self,
+        service: str,
+        method: str,
+        fresh: Callable[[], tuple[Callable[[list[Any]], object], Callable[[], _T]]],
+        *,
+        mask: str | None = None,
+        object_filter: Mapping[str, Any] | None = None,
+        init_id: int | None = None,
+        on_second_walk: Callable[[], None] | None = None,
+    ) -> tuple[_T, Listing]:
+        """Walk a list with :meth:`fetch_pages`; a walk not proven complete is walked once more.
+
+        ``fresh()`` returns a new ``(consume, result)`` pair for each walk, so nothing of the
+        first walk can mix into the second; ``on_second_walk`` is called before it. If the
+        second walk cannot prove completeness either, the error (reason ``incomplete``)
+        propagates: the caller's source keeps its last good figures, a partial sum is never
+        served. Returns ``result()`` of the complete walk and its :class:`Listing`.
+        """
+        for attempt in range(_WALKS_PER_LIST):
+            consume, result = fresh()
+            try:
+                listing = await self.fetch_pages(
+                    service,
+                    method,
+                    consume=consume,
+                    mask=mask,
+                    object_filter=object_filter,
+                    init_id=init_id,
+                )
+            except SoftLayerError as exc:
+                if exc.reason is ErrorReason.INCOMPLETE and attempt + 1 < _WALKS_PER_LIST:
+                    if on_second_walk is not None:
+                        on_second_walk()
+                    continue
+                raise
+            return result(), listing
+        raise AssertionError("unreachable: the last walk returns or raises")  # pragma: no cover
 
     async def tail(
         self, service: str, method: str, *, object_filter: Mapping[str, Any], rows: int

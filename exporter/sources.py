@@ -98,8 +98,6 @@ ACCOUNT_SERVICE: Final = "SoftLayer_Account"
 #: date strings without an offset; asking for a day more and cutting exactly on our side
 #: keeps the window right whatever zone the API applies.
 _FILTER_MARGIN: Final = timedelta(days=1)
-#: Walks of one list per poll: one retry when the first cannot prove it saw every row.
-_WALKS_PER_POLL: Final = 2
 _ORDER_BY_ID: Final = {"operation": "orderBy", "options": [{"name": "sort", "value": ["ASC"]}]}
 _ITEMS_METHOD: Final = "getNextInvoiceTopLevelBillingItems"
 _ITEMS_FILTER: Final = {"nextInvoiceTopLevelBillingItems": {"id": _ORDER_BY_ID}}
@@ -241,30 +239,29 @@ async def _walk(
     object_filter: dict[str, Any],
     consume: Callable[[], tuple[Callable[[list[Any]], object], Callable[[], _T]]],
 ) -> tuple[_T, int | None]:
-    """Walk a list into a fresh consumer; a walk not proven complete is walked once more.
+    """Walk a list of the account (:meth:`SoftLayerClient.walk_list`) for ``source``.
 
-    The second walk starts from a fresh consumer, so nothing of the first can mix in; if it
-    cannot prove completeness either, the error (reason ``incomplete``) propagates and the
-    source keeps its last good figures: a partial sum is never served as up. Returns the
+    A second walk is named in the poll event; a decode error is counted. Returns the
     consumer's result and the highest id seen.
     """
-    for attempt in range(_WALKS_PER_POLL):
-        add_page, result = consume()
-        try:
-            listing = await ctx.client.fetch_pages(
-                ACCOUNT_SERVICE, method, mask=mask, object_filter=object_filter, consume=add_page
-            )
-        except SoftLayerError as exc:
-            if exc.reason is ErrorReason.INCOMPLETE and attempt + 1 < _WALKS_PER_POLL:
-                # Named in the poll event (lists_walked_twice), not logged apart.
-                poll.notes.setdefault("lists_walked_twice", []).append(source.value)
-                continue
-            raise
-        except DecodeError:
-            poll.stats.record_error(ctx.account.name, ErrorReason.DECODE)
-            raise
-        return result(), listing.last_id
-    raise AssertionError("unreachable: the last walk returns or raises")  # pragma: no cover
+
+    def walked_twice() -> None:
+        # Named in the poll event (lists_walked_twice), not logged apart.
+        poll.notes.setdefault("lists_walked_twice", []).append(source.value)
+
+    try:
+        result, listing = await ctx.client.walk_list(
+            ACCOUNT_SERVICE,
+            method,
+            consume,
+            mask=mask,
+            object_filter=object_filter,
+            on_second_walk=walked_twice,
+        )
+    except DecodeError:
+        poll.stats.record_error(ctx.account.name, ErrorReason.DECODE)
+        raise
+    return result, listing.last_id
 
 
 class AccountObject:

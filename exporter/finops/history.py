@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import decimal
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Final
@@ -58,7 +58,7 @@ from exporter.finops.records import (
     InvoiceHistory,
 )
 from exporter.snapshot import InvoiceSummary
-from exporter.softlayer import ErrorReason, SoftLayerClient, SoftLayerError
+from exporter.softlayer import SoftLayerClient
 from exporter.wire import (
     INVOICE_FIELDS,
     DecodeError,
@@ -93,8 +93,6 @@ _HISTORY_FILTER: Final = {
         "createDate": {"operation": "orderBy", "options": [{"name": "sort", "value": ["DESC"]}]},
     }
 }
-#: Walks of one invoice's lines per poll: one retry when the first cannot prove it saw all.
-_WALKS: Final = 2
 _SUM: Final = decimal.Context(prec=80, traps=[decimal.InvalidOperation, decimal.Overflow])
 
 
@@ -223,24 +221,21 @@ class InvoiceCategoryAggregator:
 async def fetch_invoice_categories(
     client: SoftLayerClient, invoice_id: int, top_n: int
 ) -> InvoiceCategories:
-    """Walk one invoice's top-level lines into per-category sums (retried once if incomplete)."""
-    for attempt in range(_WALKS):
+    """Walk one invoice's top-level lines into per-category sums, proven complete."""
+
+    def fresh() -> tuple[Callable[[Any], int], Callable[[], InvoiceCategories]]:
         lines = InvoiceCategoryAggregator()
-        try:
-            await client.fetch_pages(
-                INVOICE_SERVICE,
-                "getInvoiceTopLevelItems",
-                init_id=invoice_id,
-                mask=INVOICE_LINE_MASK,
-                object_filter={"invoiceTopLevelItems": {"id": _ORDER_BY_ID}},
-                consume=lines.add_page,
-            )
-        except SoftLayerError as exc:
-            if exc.reason is ErrorReason.INCOMPLETE and attempt + 1 < _WALKS:
-                continue
-            raise
-        return lines.result(invoice_id, top_n)
-    raise AssertionError("unreachable: the last walk returns or raises")  # pragma: no cover
+        return lines.add_page, lambda: lines.result(invoice_id, top_n)
+
+    categories, _ = await client.walk_list(
+        INVOICE_SERVICE,
+        "getInvoiceTopLevelItems",
+        fresh,
+        init_id=invoice_id,
+        mask=INVOICE_LINE_MASK,
+        object_filter={"invoiceTopLevelItems": {"id": _ORDER_BY_ID}},
+    )
+    return categories
 
 
 def _cache_key(invoice: InvoiceSummary) -> tuple[int, int, Decimal, Decimal]:
