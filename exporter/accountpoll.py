@@ -153,9 +153,9 @@ class AccountPoller:
         by_source = {outcome.source: outcome for outcome in outcomes}
         account = by_source.get(Source.ACCOUNT)
         items = by_source.get(Source.NEXT_INVOICE_ITEMS)
-        summary = poll.fetched_summary()
+        summary = poll.summary.peek()  # this poll's account object, if it was decoded
         if isinstance(items, Fetched) and isinstance(items.value, NextInvoiceBreakdown):
-            if summary is None:  # the items fetcher reports this case itself; kept for safety
+            if not isinstance(summary, AccountSummary):  # the items fetcher reports this itself
                 items = Failed(items.source, "not published: no account object", None)
             elif summary.billing_cycle is not None:
                 hours_left = summary.billing_cycle.hours_left(poll.now)

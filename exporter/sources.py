@@ -11,7 +11,7 @@ Adding a source: a :class:`~exporter.snapshot.Source` member, its field and ``wi
 setter on :class:`~exporter.snapshot.AccountSnapshot`, a fetcher class here or in its own
 module whose ``create(account)`` returns ``None`` when the account switched all its
 sources off, and its ``create`` in :data:`FETCHERS`. Fetchers of one poll run concurrently;
-one that needs the account object awaits :meth:`PollContext.account_summary`.
+one that needs the account object awaits ``PollContext.summary`` (a :class:`Handoff`).
 
 A fetcher may also work between polls (the deferred walk of :class:`InvoiceHistoryFetcher`);
 it then also implements :class:`BackgroundWork`, whose ``settled`` and ``aclose`` the poller
@@ -176,19 +176,6 @@ class PollContext:
         """Add ``value`` under ``source`` to the poll event's field ``key``."""
         self.notes.setdefault(key, {})[source.value] = value
 
-    def set_account_summary(self, result: AccountSummary | Failed) -> None:
-        """Hand the account object's summary (or its failure) to fetchers that wait on it."""
-        self.summary.set(result)
-
-    async def account_summary(self) -> AccountSummary | Failed:
-        """Wait for this poll's account object (fetched by :class:`AccountObject`)."""
-        return await self.summary.wait()
-
-    def fetched_summary(self) -> AccountSummary | None:
-        """Return this poll's account summary if it was fetched and decoded, else None."""
-        result = self.summary.peek()
-        return result if isinstance(result, AccountSummary) else None
-
 
 class SourceFetcher(Protocol):
     """Fetches some sources of one account, poll after poll (see the module docstring)."""
@@ -306,7 +293,7 @@ class AccountObject:
         try:
             return await self._fetch(poll)
         finally:  # whatever happened, nobody waits forever (a no-op where already set)
-            poll.set_account_summary(Failed(Source.ACCOUNT, "not fetched", None))
+            poll.summary.set(Failed(Source.ACCOUNT, "not fetched", None))
             poll.latest_recurring_invoice.set(
                 Failed(Source.LATEST_RECURRING_INVOICE, "not fetched", None)
             )
@@ -320,7 +307,7 @@ class AccountObject:
                 outcome = failed(Source.ACCOUNT, exc)
             else:
                 outcome = _crashed(ctx.account, Source.ACCOUNT, exc)
-            poll.set_account_summary(outcome)
+            poll.summary.set(outcome)
             poll.latest_recurring_invoice.set(outcome)
             return [replace(outcome, source=source) for source in self.sources]
         outcomes, decode_failed = self._handed_over(page.body, poll)
@@ -352,7 +339,7 @@ class AccountObject:
                 )
             except DecodeError as exc:
                 summary, decode_failed = failed(Source.ACCOUNT, exc), True
-            poll.set_account_summary(summary.value if isinstance(summary, Fetched) else summary)
+            poll.summary.set(summary.value if isinstance(summary, Fetched) else summary)
             if ctx.polls(Source.ACCOUNT):
                 outcomes.append(summary)
         if self._latest:
@@ -581,7 +568,7 @@ class NextInvoiceItems:
                 )
             )
         try:
-            summary = await poll.account_summary()
+            summary = await poll.summary.wait()
             seen = None if tail is None else await tail
         finally:
             if tail is not None and not tail.done():

@@ -37,7 +37,6 @@ from exporter.finops.records import (
     ItemInsights,
     TopItem,
 )
-from exporter.snapshot import NextInvoiceBreakdown
 from exporter.wire import DecodeError, ParsedItem, accrual, parse_str
 
 __all__ = [
@@ -114,8 +113,8 @@ class _Site:
 class ItemInsightsAggregator:
     """Folds the walk's new items into datacenter totals and a top-``top_items`` heap.
 
-    Pass :meth:`observe` to ``CategoryAggregator(observer=...)`` and :meth:`attach` the
-    result to the category breakdown once the walk is complete.
+    Pass :meth:`observe` to ``CategoryAggregator(observer=...)``; once the walk is complete,
+    :meth:`result` goes with the category breakdown (``NextInvoiceBreakdown.insights``).
     """
 
     def __init__(self, top_items: int, top_datacenters: int) -> None:
@@ -204,10 +203,6 @@ class ItemInsightsAggregator:
             other_items_usd=rest,
             other_items=sum(site.items for site in self._datacenters.values()) - len(top),
         )
-
-    def attach(self, breakdown: NextInvoiceBreakdown) -> NextInvoiceBreakdown:
-        """Return the category breakdown of the same walk with these insights attached."""
-        return replace(breakdown, insights=self.result())
 
     @staticmethod
     def _totals(name: str, parts: list[_Site]) -> DatacenterTotals:

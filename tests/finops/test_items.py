@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -40,7 +41,7 @@ def walk(pages: list[list[dict[str, Any]]], top_items: int = 3, top_datacenters:
     categories = CategoryAggregator(observer=insights.observe)
     for page in pages:
         categories.add_page(page)
-    return insights.attach(categories.result(20))
+    return replace(categories.result(20), insights=insights.result())
 
 
 def test_datacenter_label_takes_the_short_name_and_refuses_free_text() -> None:
